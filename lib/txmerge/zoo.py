@@ -26,6 +26,7 @@ from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassificat
 from . import data
 from .cache import atomic_write_bytes, file_sha256, results_dir, zoo_dir
 from .errors import TxmergeError
+from .evaluate import mlm_loss, mlm_loss_masked_only
 
 HUB_PREFIX = "google/multiberts-seed_"
 PAPER_TOKENIZER = "google/multiberts-seed_0"
@@ -155,28 +156,10 @@ def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
     return blocks
 
 
-def mlm_loss_masked_only(model: BertForMaskedLM, input_ids, attention_mask, labels) -> torch.Tensor:
-    """Mean cross-entropy over masked tokens, running the decoder only on those positions."""
-    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    chosen = labels != -100
-    logits = model.cls(hidden[chosen])
-    return torch.nn.functional.cross_entropy(logits, labels[chosen])
-
-
 @torch.inference_mode()
 def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32) -> float:
     """Token-weighted mean masked-token cross-entropy (nats) on a fixed-mask evaluation set."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, eval_set["input_ids"].shape[0], batch_size):
-        sl = slice(i, i + batch_size)
-        labels = eval_set["labels"][sl]
-        n = int((labels != -100).sum())
-        total += float(mlm_loss_masked_only(model, eval_set["input_ids"][sl], eval_set["attention_mask"][sl], labels)) * n
-        count += n
-    model.train(was_training)
-    return total / count
+    return mlm_loss(model, eval_set, batch_size)["loss"]
 
 
 def _lr_lambda(recipe: TinyRecipe):

@@ -1,0 +1,83 @@
+"""Losses of one model: the fixed-mask MLM loss (nats) and GLUE-style task losses with their metrics."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .errors import TxmergeError
+
+
+def mlm_loss_masked_only(model, input_ids, attention_mask, labels) -> torch.Tensor:
+    """Mean cross-entropy over masked tokens; the decoder runs only on those positions (same loss, faster).
+
+    ``model`` is a ``BertForMaskedLM``; tensors are [batch, seq]; labels are -100 where not masked.
+    """
+    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    chosen = labels != -100
+    logits = model.cls(hidden[chosen])
+    return torch.nn.functional.cross_entropy(logits, labels[chosen])
+
+
+@torch.inference_mode()
+def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> dict[str, float]:
+    """{"loss": mean masked-token cross-entropy in nats, "ppl": exp(loss)} on a fixed-mask set from ``data.mlm_eval_set``."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    n = eval_set["input_ids"].shape[0]
+    if n == 0:
+        raise TxmergeError("The MLM evaluation set is empty; give more evaluation text or blocks.")
+    for i in range(0, n, batch_size):
+        sl = slice(i, i + batch_size)
+        labels = eval_set["labels"][sl]
+        k = int((labels != -100).sum())
+        if k == 0:
+            continue
+        loss = mlm_loss_masked_only(model, eval_set["input_ids"][sl], eval_set["attention_mask"][sl], labels)
+        total += float(loss) * k
+        count += k
+    model.train(was_training)
+    loss = total / count
+    return {"loss": loss, "ppl": float(np.exp(min(loss, 50.0)))}
+
+
+@torch.inference_mode()
+def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: bool) -> dict[str, float]:
+    """Validation loss of a ``BertForSequenceClassification`` plus its metric.
+
+    Loss: cross-entropy (classification) or MSE (regression, as GLUE's STS-B in the paper), averaged
+    over examples. Metrics: accuracy, or Pearson and Spearman correlation.
+    """
+    was_training = model.training
+    model.eval()
+    preds, labels = [], []
+    total, count = 0.0, 0
+    for batch in batches:
+        y = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        logits = model(**inputs).logits
+        if is_regression:
+            out = logits.squeeze(-1)
+            loss = torch.nn.functional.mse_loss(out, y.float(), reduction="sum")
+            preds.append(out.numpy())
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+            preds.append(logits.argmax(-1).numpy())
+        labels.append(y.numpy())
+        total += float(loss)
+        count += len(y)
+    model.train(was_training)
+    if count == 0:
+        raise TxmergeError("The task evaluation set is empty; give at least one validation example.")
+    p, t = np.concatenate(preds), np.concatenate(labels)
+    result = {"loss": total / count}
+    if is_regression:
+        result["pearson"] = float(stats.pearsonr(p, t)[0]) if np.std(p) > 0 else float("nan")
+        result["spearman"] = float(stats.spearmanr(p, t)[0]) if np.std(p) > 0 else float("nan")
+    else:
+        result["accuracy"] = float((p == t).mean())
+    return result

@@ -275,3 +275,50 @@ def write_manifest(out_root: Path | None = None) -> dict:
     }
     atomic_write_bytes(out_root / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+# --------------------------------------------------------------------------------------------- presets
+
+#: The smoke preset's micro models: trained at build time in seconds with the same recipe code.
+SMOKE_RECIPE = TinyRecipe(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          batch_size=8, steps=30, eval_every=15, eval_blocks=4, ckpt_every=30)
+
+
+def smoke_root() -> Path:
+    return results_dir() / "smoke-zoo"
+
+
+def ensure_smoke_model(seed: int) -> Path:
+    """Train (once, seconds) the smoke preset's micro BERT for ``seed`` and return its folder."""
+    out = checkpoint_path(seed, smoke_root())
+    if not (out / "model.safetensors").exists():
+        tok_src = tokenizer_dir()
+        tok_dst = tokenizer_dir(smoke_root())
+        if not (tok_dst / "tokenizer.json").exists():
+            load_tokenizer(tok_src).save_pretrained(tok_dst)
+        threads = torch.get_num_threads()
+        train_seed(seed, SMOKE_RECIPE, out_root=smoke_root(), work_root=smoke_root() / "work", progress=False)
+        torch.set_num_threads(threads)
+    return out
+
+
+def model_id(preset: str, seed: int) -> str:
+    """Where the MLM model of ``seed`` comes from under ``preset`` (a folder, or a Hub id for ``paper``)."""
+    if preset == "paper":
+        return f"{HUB_PREFIX}{seed}"
+    if preset == "smoke":
+        return str(ensure_smoke_model(seed))
+    if preset == "tiny":
+        path = checkpoint_path(seed)
+        if not (path / "config.json").exists():
+            raise TxmergeError(
+                f"The tiny zoo has no model for seed {seed} at {path}; train it with `python -m txmerge zoo train --seed {seed}` "
+                "or choose seeds 1-5."
+            )
+        return str(path)
+    raise TxmergeError(f"Unknown preset {preset!r}; choose one of tiny, smoke, paper.")
+
+
+def tokenizer_for(preset: str) -> BertTokenizerFast:
+    """The tokenizer of ``preset``'s models (the MultiBERTs tokenizer for ``paper``)."""
+    return load_tokenizer(PAPER_TOKENIZER if preset == "paper" else None)

@@ -1,0 +1,380 @@
+"""Experiments as chains of cached library calls: what the chapters run.
+
+One experiment = a preset's models, a correlation text and an evaluation. For a pair of seeds
+(A = the lower seed, B = the higher, as in the paper):
+
+1. ``statistics(pair)``: one feature pass over the correlation text collects every feature node
+   (FF, attention, Q/K, all residual nodes) — cached on disk, shared by every merge method;
+2. ``alignment(pair, method)``: correlations → permutations (cheap, from the cached statistics);
+3. ``curve(pair, name, method)``: B permuted, function preservation verified, loss at every λ,
+   both barriers — cached per (pair, method, settings).
+
+``MLMExperiment`` evaluates the fixed-mask MLM loss; ``TaskExperiment`` a GLUE-style task loss.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import data, zoo
+from .cache import cached
+from .errors import TxmergeError
+from .evaluate import mlm_loss, task_loss
+from .features import all_nodes, collect_pair_moments
+from .interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear, mean_se
+from .matching import Alignment, MergeMethod, compute_alignment
+from .permute import apply_permutations, verify_function_preserved
+
+Pair = tuple[int, int]
+
+#: Named merge methods used across the chapters (names are what tables and plots show).
+BOOK_METHODS: dict[str, MergeMethod] = {
+    "vanilla": MergeMethod(),
+    "ff": MergeMethod(ff=True),
+    "attn": MergeMethod(attn=True),
+    "ff+attn": MergeMethod(ff=True, attn=True),
+    "monotonic": MergeMethod(ff=True, attn=True, heads="monotonic"),
+    "ignore": MergeMethod(ff=True, attn=True, heads="ignore"),
+    "permute": MergeMethod(ff=True, attn=True, heads="permute"),
+    "permute+qk": MergeMethod(ff=True, attn=True, heads="permute", separate_qk=True),
+    "identity": MergeMethod(residual="identity"),
+    "first": MergeMethod(residual="first"),
+    "last": MergeMethod(residual="last"),
+    "all": MergeMethod(residual="all"),
+    "separate": MergeMethod(residual="separate"),
+    "first (official)": MergeMethod(residual="first", tied_decoder="official"),
+    "last (official)": MergeMethod(residual="last", tied_decoder="official"),
+    "all (official)": MergeMethod(residual="all", tied_decoder="official"),
+    "full": MergeMethod(ff=True, attn=True, residual="first"),
+}
+
+
+def method_named(name: str) -> MergeMethod:
+    """A method of :data:`BOOK_METHODS` by name, with a clear error listing the names."""
+    if name not in BOOK_METHODS:
+        raise TxmergeError(f"Unknown merge method {name!r}; choose one of {', '.join(BOOK_METHODS)}.")
+    return BOOK_METHODS[name]
+
+
+def all_pairs(seeds: Sequence[int]) -> list[Pair]:
+    """Every unordered pair (a, b), a < b, in the paper's order of seeds."""
+    return [(a, b) for a, b in itertools.combinations(sorted(seeds), 2)]
+
+
+def check_pairs(pairs: Iterable[Sequence[int]]) -> list[Pair]:
+    """Validate pairs of distinct seeds; returns them as (lower, higher) tuples."""
+    out = []
+    for p in pairs:
+        if len(p) != 2 or int(p[0]) == int(p[1]):
+            raise TxmergeError(f"Pair {list(p)} must name two different seeds, e.g. [1, 2].")
+        out.append((min(int(p[0]), int(p[1])), max(int(p[0]), int(p[1]))))
+    if not out:
+        raise TxmergeError("No seed pairs given; pass at least one pair such as [[1, 2]].")
+    return out
+
+
+@dataclass
+class CurveResult:
+    """One interpolation path: losses per λ, both barriers, and the verification of B's permutation."""
+
+    pair: Pair
+    name: str
+    method: dict[str, Any]
+    curve: pd.DataFrame
+    barrier: float
+    barrier_linear: float
+    max_abs_diff: float
+    function_preserving: bool
+    matched_corr: dict[str, float]
+    identity_corr: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class Results:
+    """Curves of several pairs and methods, with tidy tables for the chapters."""
+
+    results: list[CurveResult] = field(default_factory=list)
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        """Tidy table: pair, method, lambda, loss (+ metrics)."""
+        frames = [r.curve.assign(pair=f"{r.pair[0]}-{r.pair[1]}", method=r.name) for r in self.results]
+        return pd.concat(frames, ignore_index=True)
+
+    @property
+    def barriers(self) -> pd.DataFrame:
+        """One row per (pair, method): both barriers, endpoint losses, verification error."""
+        rows = []
+        for r in self.results:
+            loss = r.curve["loss"].to_numpy()
+            rows.append({"pair": f"{r.pair[0]}-{r.pair[1]}", "method": r.name, "barrier": r.barrier,
+                         "barrier_linear": r.barrier_linear, "loss_B": loss[0], "loss_A": loss[-1],
+                         "loss_mid": float(np.interp(0.5, r.curve["lambda"], loss)),
+                         "max_abs_diff": r.max_abs_diff, "function_preserving": r.function_preserving,
+                         "seconds": r.seconds})
+        return pd.DataFrame(rows)
+
+    def summary(self, order: Sequence[str] | None = None) -> pd.DataFrame:
+        """Mean ± standard error over pairs of both barriers, per method."""
+        b = self.barriers
+        rows = []
+        for name in order or list(dict.fromkeys(b["method"])):
+            sub = b[b["method"] == name]
+            m, se = mean_se(sub["barrier"])
+            ml, sel = mean_se(sub["barrier_linear"])
+            rows.append({"method": name, "barrier": m, "se": se, "barrier_linear": ml, "se_linear": sel,
+                         "pairs": len(sub), "max_abs_diff": float(sub["max_abs_diff"].max()),
+                         "function_preserving": bool(sub["function_preserving"].all())})
+        return pd.DataFrame(rows).set_index("method")
+
+    def matrix(self, name: str, column: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        """(lambdas, values [pairs, λ]) of one method, for plotting bands over pairs."""
+        rs = [r for r in self.results if r.name == name]
+        if not rs:
+            raise TxmergeError(f"No curves for method {name!r}; run it first.")
+        return rs[0].curve["lambda"].to_numpy(), np.stack([r.curve[column].to_numpy() for r in rs])
+
+
+class Experiment:
+    """Shared machinery; subclasses define the models, the correlation text and the evaluation."""
+
+    kind = "mlm"
+
+    def __init__(self, preset: str, *, n_sentences: int | None, batch_size: int = 8, max_length: int = 128,
+                 drop_special_tokens: bool = False, lambdas=None, corr_seed: int = 0, progress: bool = True,
+                 use_cache: bool = True, verify_atol: float = 1e-4):
+        if preset not in data.PRESETS:
+            raise TxmergeError(f"Unknown preset {preset!r}; choose one of {', '.join(data.PRESETS)}.")
+        self.preset = preset
+        self.n_sentences = n_sentences
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.drop_special_tokens = drop_special_tokens
+        self.lambdas = check_lambdas(default_lambdas() if lambdas is None else lambdas)
+        self.corr_seed = corr_seed
+        self.progress = progress
+        self.use_cache = use_cache
+        self.verify_atol = verify_atol
+        self.tokenizer = zoo.tokenizer_for(preset)
+        self._models: dict[int, torch.nn.Module] = {}
+        self._stats: dict[tuple, dict] = {}
+
+    # -- to be defined by subclasses
+    def model_path(self, seed: int) -> str:
+        raise NotImplementedError
+
+    def load(self, seed: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def correlation_texts(self, n_sentences: int | None) -> Any:
+        raise NotImplementedError
+
+    def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        raise NotImplementedError
+
+    def verify_inputs(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the models that changes a curve (part of every cache key)."""
+        return {"preset": self.preset, "batch_size": self.batch_size, "max_length": self.max_length,
+                "drop_special_tokens": self.drop_special_tokens, "corr_seed": self.corr_seed}
+
+    # -- shared
+    def model(self, seed: int) -> torch.nn.Module:
+        if seed not in self._models:
+            self._models[seed] = self.load(seed)
+        return self._models[seed]
+
+    def model_key(self, seed: int) -> str:
+        return zoo.model_sha256(self.model_path(seed))
+
+    def _n(self, n_sentences: int | None) -> int | None:
+        return self.n_sentences if n_sentences is None else n_sentences
+
+    def statistics(self, pair: Pair, n_sentences: int | None = None) -> dict:
+        """Covariances of A's and B's features at every node (one pass; cached on disk and in memory)."""
+        n = self._n(n_sentences)
+        key = {"a": self.model_key(pair[0]), "b": self.model_key(pair[1]), "n_sentences": n, **self.settings()}
+        mem = (pair, n)
+        if mem not in self._stats:
+            def compute() -> dict:
+                model_a, model_b = self.model(pair[0]), self.model(pair[1])
+                nodes = all_nodes(model_a.config.num_hidden_layers, qk=True)
+                moments = collect_pair_moments(model_a, model_b, self.correlation_batches(n), nodes=nodes,
+                                               drop_special_tokens=self.drop_special_tokens, progress=self.progress)
+                tokens = int(next(iter(moments.values())).n)
+                return {"covariances": {k: m.covariance() for k, m in moments.items()}, "tokens": tokens}
+
+            self._stats[mem] = cached(f"{self.kind}-statistics", key, compute, enabled=self.use_cache)
+        return self._stats[mem]
+
+    def alignment(self, pair: Pair, method: MergeMethod, n_sentences: int | None = None) -> Alignment:
+        """Permutations of B for ``method`` (from the cached statistics)."""
+        stats = self.statistics(pair, n_sentences)
+        return compute_alignment(stats["covariances"], self.model(pair[1]), method)
+
+    def curve(self, pair: Pair, name: str, method: MergeMethod | None = None, n_sentences: int | None = None) -> CurveResult:
+        """Interpolation path of ``pair`` under ``method`` (default: BOOK_METHODS[name]); cached."""
+        method = method or method_named(name)
+        n = self._n(n_sentences)
+        key = {"a": self.model_key(pair[0]), "b": self.model_key(pair[1]), "method": method.to_dict(),
+               "n_sentences": n if (method.ff or method.attn or method.residual != "identity") else None,
+               "lambdas": self.lambdas.tolist(), "eval": self.eval_settings(), **self.settings()}
+
+        def compute() -> CurveResult:
+            t0 = time.time()
+            model_a, model_b = self.model(pair[0]), self.model(pair[1])
+            if method == MergeMethod():
+                permuted, matched, ident = model_b, {}, {}
+                diff, preserving = 0.0, True
+            else:
+                al = self.alignment(pair, method, n)
+                permuted = apply_permutations(model_b, al.perms, al.spec)
+                check = verify_function_preserved(model_b, permuted, self.verify_inputs(), atol=self.verify_atol)
+                diff, preserving = check.max_abs_diff, al.function_preserving
+                if preserving and not check.ok:
+                    raise TxmergeError(
+                        f"Permuting model {pair[1]} with {name!r} changed its outputs by {diff:.2e} (> {self.verify_atol:g}); "
+                        "the permutation spec does not match this architecture, so no merge is reported."
+                    )
+                matched, ident = al.matched_corr, al.identity_corr
+            df = interpolation_curve(model_a, permuted, self.evaluate, self.lambdas, progress=self.progress,
+                                     desc=f"{pair[0]}-{pair[1]} {name}")
+            loss = df["loss"].to_numpy()
+            return CurveResult(pair, name, method.to_dict(), df, loss_barrier(loss, self.lambdas),
+                               loss_barrier_linear(loss, self.lambdas), float(diff), preserving, matched, ident,
+                               time.time() - t0)
+
+        return cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache)
+
+    def eval_settings(self) -> dict[str, Any]:
+        return {}
+
+    def run(self, pairs: Iterable[Sequence[int]], methods: Sequence[str] | Mapping[str, MergeMethod],
+            n_sentences: int | None = None) -> Results:
+        """Curves for every pair × method."""
+        pairs = check_pairs(pairs)
+        if not isinstance(methods, Mapping):
+            methods = {m: method_named(m) for m in methods}
+        return Results([self.curve(p, name, m, n_sentences) for p in pairs for name, m in methods.items()])
+
+
+class MLMExperiment(Experiment):
+    """Masked-language-model merging: correlation text = the BookCorpus stand-in, loss = fixed-mask MLM loss."""
+
+    kind = "mlm"
+
+    def __init__(self, preset: str, *, eval_blocks: int | None = 160, text_mode: str = "clean", eval_seed: int = 42,
+                 eval_batch_size: int = 64, **kwargs):
+        super().__init__(preset, **kwargs)
+        self.eval_blocks = eval_blocks
+        self.text_mode = text_mode
+        self.eval_seed = eval_seed
+        self.eval_batch_size = eval_batch_size
+        self._eval_set: dict[str, torch.Tensor] | None = None
+
+    def model_path(self, seed: int) -> str:
+        return zoo.model_id(self.preset, seed)
+
+    def load(self, seed: int) -> torch.nn.Module:
+        return zoo.load_model(self.model_path(seed), "mlm")
+
+    def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
+        texts = data.correlation_text(self.preset, n_sentences=n_sentences, seed=self.corr_seed)["text"]
+        return list(data.text_batches(texts, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length))
+
+    def eval_settings(self) -> dict[str, Any]:
+        return {"blocks": self.eval_blocks, "text_mode": self.text_mode, "seed": self.eval_seed}
+
+    def eval_set(self) -> dict[str, torch.Tensor]:
+        if self._eval_set is None:
+            texts = data.mlm_eval_text(self.preset)["text"]
+            self._eval_set = data.mlm_eval_set(texts, self.tokenizer, max_blocks=self.eval_blocks, seed=self.eval_seed,
+                                               text_mode=self.text_mode)
+        return self._eval_set
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        return mlm_loss(model, self.eval_set(), self.eval_batch_size)
+
+    def verify_inputs(self) -> dict[str, torch.Tensor]:
+        es = self.eval_set()
+        return {"input_ids": es["input_ids"][:4], "attention_mask": es["attention_mask"][:4]}
+
+
+class TaskExperiment(Experiment):
+    """GLUE-style merging of fine-tuned models: features on the task's training data, loss on its validation set."""
+
+    kind = "task"
+
+    def __init__(self, preset: str, task: str, *, max_validation: int | None = None, eval_batch_size: int = 64, **kwargs):
+        super().__init__(preset, **kwargs)
+        self.task = task
+        self.info = data.TASKS[task] if task in data.TASKS else None
+        if self.info is None:
+            raise TxmergeError(f"Unknown task {task!r}; choose one of {', '.join(data.TASKS)}.")
+        self.max_validation = max_validation
+        self.eval_batch_size = eval_batch_size
+        self._dataset = None
+        self._eval_batches: list[dict[str, torch.Tensor]] | None = None
+
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = data.glue_task(self.task, self.preset)
+        return self._dataset
+
+    def model_path(self, seed: int) -> str:
+        return zoo.finetuned_id(self.preset, self.task, seed)
+
+    def load(self, seed: int) -> torch.nn.Module:
+        return zoo.load_model(self.model_path(seed), "seqcls")
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "task": self.task}
+
+    def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
+        train = self.dataset()["train"]
+        if n_sentences is not None:
+            train = train.select(range(min(n_sentences, len(train))))
+        batches = data.task_batches(train, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length)
+        return [{k: v for k, v in b.items() if k != "labels"} for b in batches]
+
+    def eval_settings(self) -> dict[str, Any]:
+        return {"max_validation": self.max_validation}
+
+    def eval_batches(self) -> list[dict[str, torch.Tensor]]:
+        if self._eval_batches is None:
+            val = self.dataset()["validation"]
+            if self.max_validation is not None:
+                val = val.select(range(min(self.max_validation, len(val))))
+            self._eval_batches = list(data.task_batches(val, self.tokenizer, batch_size=self.eval_batch_size,
+                                                        max_length=self.max_length))
+        return self._eval_batches
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        return task_loss(model, self.eval_batches(), self.info.is_regression)
+
+    def verify_inputs(self) -> dict[str, torch.Tensor]:
+        b = self.eval_batches()[0]
+        return {k: v[:8] for k, v in b.items() if k != "labels"}
+
+
+def barrier_table(results: Results, paper: Mapping[str, tuple[float, float]] | None = None,
+                  order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean ± s.e. barrier per method beside the paper's (value, s.e.) where given."""
+    table = results.summary(order)
+    if paper:
+        table["paper"] = [paper.get(m, (np.nan, np.nan))[0] for m in table.index]
+        table["paper_se"] = [paper.get(m, (np.nan, np.nan))[1] for m in table.index]
+    return table

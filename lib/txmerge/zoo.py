@@ -322,3 +322,117 @@ def model_id(preset: str, seed: int) -> str:
 def tokenizer_for(preset: str) -> BertTokenizerFast:
     """The tokenizer of ``preset``'s models (the MultiBERTs tokenizer for ``paper``)."""
     return load_tokenizer(PAPER_TOKENIZER if preset == "paper" else None)
+
+
+# --------------------------------------------------------------------------------------------- GLUE fine-tunes
+
+
+@dataclass
+class FinetuneRecipe:
+    """Fine-tuning of a zoo model on one GLUE analogue (the paper: 3 epochs, 5 for MRPC; seed 42 for every
+    model, so the new pooler/classifier initialisation and the data order are the same across seeds)."""
+
+    epochs: int = 3
+    mrpc_epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    max_length: int = 128
+    max_train: int | None = 4000
+    head_seed: int = 42
+    threads: int = 1
+
+
+SMOKE_FINETUNE = FinetuneRecipe(epochs=1, mrpc_epochs=1, batch_size=8, max_train=64)
+
+
+def finetuned_path(task: str, seed: int, root: Path | None = None) -> Path:
+    return (root or zoo_dir() / "tiny-glue") / task / f"seed_{seed}"
+
+
+def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, preset: str = "tiny",
+                  base_root: Path | None = None, out_root: Path | None = None, progress: bool = True) -> dict:
+    """Fine-tune zoo seed ``seed`` on ``task``; saves the model (fp16) and returns its manifest entry."""
+    from .evaluate import task_loss
+
+    recipe = recipe or FinetuneRecipe()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    info = data.TASKS[task]
+    ds = data.glue_task(task, preset)
+    train = ds["train"]
+    if recipe.max_train is not None and len(train) > recipe.max_train:
+        train = train.shuffle(seed=0).select(range(recipe.max_train))
+    tokenizer = tokenizer_for(preset)
+    base = model_id(preset, seed) if base_root is None else str(checkpoint_path(seed, base_root))
+    num_labels = 1 if info.is_regression else info.num_labels
+    torch.manual_seed(recipe.head_seed)  # same pooler/classifier initialisation for every seed
+    model = BertForSequenceClassification.from_pretrained(base, num_labels=num_labels, dtype=torch.float32)
+    if info.is_regression:
+        model.config.problem_type = "regression"
+    epochs = recipe.mrpc_epochs if task == "mrpc" else recipe.epochs
+    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
+    total = epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+    model.train()
+    t0 = time.time()
+    log = []
+    bar = tqdm(total=total, desc=f"{task} seed {seed}", disable=not progress, mininterval=5)
+    for epoch in range(epochs):
+        batches = data.task_batches(train, tokenizer, batch_size=recipe.batch_size, max_length=recipe.max_length,
+                                    shuffle=True, seed=recipe.head_seed + epoch)
+        for batch in batches:
+            out = model(**batch)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            bar.update(1)
+        val = task_loss(model, data.task_batches(ds["validation"], tokenizer, batch_size=64, max_length=recipe.max_length),
+                        info.is_regression)
+        log.append({"epoch": epoch + 1, **val, "seconds": time.time() - t0})
+        model.train()
+    bar.close()
+    out_dir = finetuned_path(task, seed, out_root)
+    model.eval()
+    model.half().save_pretrained(out_dir)
+    entry = {"task": task, "seed": seed, "base": base, "recipe": asdict(recipe), "epochs": epochs,
+             "train_examples": len(train), "validation_examples": len(ds["validation"]), "validation": log[-1],
+             "curve": log, "sha256": file_sha256(out_dir / "model.safetensors"), "wall_seconds": round(time.time() - t0, 1),
+             "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {recipe.threads} thread(s)"}
+    (out_dir / "finetune.json").write_text(json.dumps(entry, indent=1))
+    torch.set_num_threads(threads)
+    return entry
+
+
+def write_glue_manifest(root: Path | None = None) -> dict:
+    root = root or zoo_dir() / "tiny-glue"
+    entries = [json.loads(p.read_text()) for p in sorted(root.glob("*/seed_*/finetune.json"))]
+    manifest = {"description": "Zoo seeds fine-tuned on the GLUE analogues by txmerge.zoo.finetune_seed.",
+                "regenerate": "python -m txmerge zoo finetune --task TASK --seed N",
+                "models": [{k: v for k, v in e.items() if k != "curve"} for e in entries]}
+    atomic_write_bytes(root / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def finetuned_id(preset: str, task: str, seed: int) -> str:
+    """Where the fine-tuned model of (task, seed) comes from under ``preset``."""
+    if preset == "paper":
+        raise TxmergeError(
+            "The paper preset fine-tunes MultiBERTs on GLUE with `python -m txmerge zoo finetune` on a GPU machine first; "
+            "point TXMERGE_ZOO at the folder holding tiny-glue/<task>/seed_N or use PRESET=tiny."
+        )
+    if preset == "smoke":
+        out = finetuned_path(task, seed, smoke_root() / "glue")
+        if not (out / "model.safetensors").exists():
+            ensure_smoke_model(seed)
+            finetune_seed(task, seed, SMOKE_FINETUNE, preset="smoke", base_root=smoke_root(), out_root=smoke_root() / "glue",
+                          progress=False)
+        return str(out)
+    path = finetuned_path(task, seed)
+    if not (path / "config.json").exists():
+        raise TxmergeError(f"No fine-tuned model for task {task!r}, seed {seed} at {path}; "
+                           f"create it with `python -m txmerge zoo finetune --task {task} --seed {seed}`.")
+    return str(path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -257,7 +257,8 @@ class Experiment:
                                loss_barrier_linear(loss, self.lambdas), float(diff), preserving, matched, ident,
                                time.time() - t0)
 
-        return cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache)
+        result = cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache)
+        return result if result.name == name else replace(result, name=name)  # one curve, several names
 
     def eval_settings(self) -> dict[str, Any]:
         return {}

@@ -1,0 +1,92 @@
+"""The paper's reported numbers (arXiv v1/v2 via paper-spec §3; unverified against TMLR) and verdicts.
+
+Tables are ``{row: (value, standard error)}``; the chapters print them beside ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Table 1 — MLM barrier of FF + attention variants (10 MultiBERTs pairs).
+TABLE1 = {"ff": (4.31, 0.21), "monotonic": (4.13, 0.20), "ignore": (3.97, 0.25), "permute": (3.71, 0.23)}
+#: Fig. 3 / Table 1 / Table 2 — component merges (vanilla = Table 2's identity row).
+COMPONENTS = {"vanilla": (4.95, 0.38), "ff": (4.31, 0.21), "ff+attn": (3.71, 0.23)}
+#: Table 2 — residual strategies (residual only).
+TABLE2 = {"identity": (4.95, 0.38), "first": (7.58, 0.19), "last": (7.41, 0.18), "all": (7.34, 0.22), "separate": (9.38, 0.49)}
+#: Fig. 6 — barrier vs number of correlation sentences (read off the plot).
+FIG6 = {1_000: (3.98, 0.17), 5_000: (3.92, 0.14), 10_000: (3.61, 0.20), 50_000: (3.91, 0.22), 100_000: (3.71, 0.21),
+        500_000: (3.83, 0.24), 1_000_000: (3.84, 0.24)}
+#: Fig. 4 — mean correlation per layer (1..12), aligned and unaligned (read off the plot).
+FIG4 = {
+    "ff aligned": [0.134, 0.103, 0.095, 0.099, 0.105, 0.110, 0.115, 0.119, 0.116, 0.133, 0.265, 0.113],
+    "attn aligned": [0.115, 0.103, 0.087, 0.091, 0.092, 0.089, 0.085, 0.081, 0.085, 0.078, 0.072, 0.071],
+    "ff unaligned": [0.001] * 9 + [0.016, 0.175, 0.015],
+    "attn unaligned": [0.0] * 12,
+}
+#: Table 3 — GLUE barriers, vanilla vs the full method (FF + Head-Perm + residual 'first').
+TABLE3 = {
+    "mnli-mm": {"vanilla": (0.61, 0.03), "full": (0.72, 0.08)},
+    "qqp": {"vanilla": (1.37, 0.09), "full": (1.20, 0.11)},
+    "qnli": {"vanilla": (0.64, 0.04), "full": (0.77, 0.06)},
+    "sst2": {"vanilla": (0.42, 0.04), "full": (0.36, 0.07)},
+    "cola": {"vanilla": (1.31, 0.14), "full": (1.11, 0.13)},
+    "stsb": {"vanilla": (5.15, 0.44), "full": (4.24, 0.35)},
+    "mrpc": {"vanilla": (2.74, 0.08), "full": (1.93, 0.11)},
+    "rte": {"vanilla": (0.53, 0.04), "full": (0.41, 0.05)},
+}
+
+#: The paper's qualitative claims, as the results page lists them.
+CLAIMS = {
+    "C1": "Vanilla averaging of two seeds has a large MLM loss barrier.",
+    "C2": "Permuting FF units lowers the barrier; adding Head-Perm attention lowers it further; attention alone helps less than FF alone.",
+    "C3": "Head structure matters: Head-Perm < Ignore-Heads < Monotonic < no attention alignment.",
+    "C4": "Every learned residual permutation is worse than the identity; Separate is worst.",
+    "C5": "The barrier hardly depends on the amount of correlation data.",
+    "C6": "Alignment raises the correlation of matched features far above the unaligned baseline.",
+    "C7": "GLUE barriers are much smaller than MLM barriers, and the full method lowers them on most tasks.",
+    "C8": "GLUE interpolation curves dip below both endpoints and can be M-shaped.",
+}
+
+
+@dataclass
+class Verdict:
+    """Outcome of a paired comparison over seed pairs."""
+
+    verdict: str  # "confirmed" | "not confirmed" | "inconclusive"
+    mean_diff: float
+    se_diff: float
+    pairs: int
+
+    def __str__(self) -> str:
+        return f"{self.verdict} (difference {self.mean_diff:+.3f} ± {self.se_diff:.3f}, {self.pairs} pairs)"
+
+
+def paired_verdict(lower, higher, z: float = 2.0) -> Verdict:
+    """Is ``lower`` below ``higher``, pair by pair? (e.g. barrier of a method vs vanilla)
+
+    Confirmed when the mean paired difference ``higher − lower`` exceeds ``z`` standard errors and
+    every pair agrees in sign; not confirmed when it is that far the other way; else inconclusive.
+    With one pair, the sign alone decides "confirmed"/"not confirmed" only if |difference| > 0.05.
+    """
+    d = np.asarray(higher, float) - np.asarray(lower, float)
+    n = d.size
+    m = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    if n == 1:
+        v = "confirmed" if m > 0.05 else "not confirmed" if m < -0.05 else "inconclusive"
+    elif m > z * se and (d > 0).all():
+        v = "confirmed"
+    elif m < -z * se and (d < 0).all():
+        v = "not confirmed"
+    else:
+        v = "inconclusive"
+    return Verdict(v, m, se, n)
+
+
+def flatness_verdict(means, ses, tolerance: float = 0.25) -> str:
+    """C5-style: 'confirmed' if every mean is within ``tolerance`` (relative) of the overall mean."""
+    means = np.asarray(means, float)
+    spread = float(np.max(np.abs(means - means.mean())) / max(abs(means.mean()), 1e-9))
+    return "confirmed" if spread <= tolerance else "not confirmed"

@@ -1,0 +1,378 @@
+"""Parameter schema of every chapter, the presets, and validation with one-sentence errors.
+
+Presets live in ``params/<preset>.yaml`` (``tiny`` is the default, ``smoke`` is for tests/CI,
+``paper`` reproduces the paper on a GPU with internet)::
+
+    common:                 # fields of CommonParams shared by every chapter (not `preset`)
+      seed: 0
+      device: auto
+    chapters:               # one section per notebook stem; keys are that chapter's parameters
+      00_placeholder:
+        hidden_size: 64
+        ...
+
+``make book`` runs ``python -m txmerge.params --preset P --write-dir executed/.params`` first: it
+validates every chapter of the preset (an unknown preset, parameter or value stops the build
+before any work) and writes one YAML per chapter for ``papermill -f``.  Inside a chapter, right after
+the ``parameters`` cell (and papermill's injected cell), a validation cell runs::
+
+    from txmerge.params import validate_namespace
+    P = validate_namespace("00_placeholder", globals())
+
+so a reader's ``papermill -p name value`` is checked against the same schema.
+
+Adding a chapter schema (``notebooks/NN_name.md``):
+
+1. Subclass :class:`CommonParams`; one field per parameter, typed (``int``, ``float``, ``bool``,
+   ``list[int]``, ``Literal[...]`` for choices), with ``Field(default, ge=..., description=...)``.
+   Defaults are the ``tiny`` values, which are also the values of the chapter's ``parameters`` cell.
+2. Register it: ``CHAPTERS["NN_name"] = MyParams``.
+3. Add a ``NN_name:`` section to ``params/tiny.yaml``, ``params/smoke.yaml`` and ``params/paper.yaml``
+   (``tests/test_params.py`` checks that every preset validates for every chapter and that the
+   ``parameters`` cell equals the ``tiny`` preset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import warnings
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import TxmergeError
+
+PRESETS: tuple[str, ...] = ("tiny", "smoke", "paper")
+PresetName = Literal["tiny", "smoke", "paper"]
+
+# Every chapter imports this module first. tqdm.auto (imported by transformers/datasets) warns in a
+# kernel without ipywidgets; progress bars still work as text, so keep that noise out of the book.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+# IPython/Jupyter names that are never parameters.
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def params_dir() -> Path:
+    """Folder of the preset files (``$TXMERGE_PARAMS``, default ``<repo>/params``)."""
+    default = Path(__file__).resolve().parents[2] / "params"
+    return Path(os.environ.get("TXMERGE_PARAMS", default)).expanduser()
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+class CommonParams(BaseModel):
+    """Parameters every chapter has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    preset: PresetName = Field("tiny", description="which preset these values come from")
+    seed: int = Field(0, ge=0, description="base random seed")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="torch device; auto = cuda if available, else cpu"
+    )
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads; 0 = torch's default (1 is fastest for tiny models on a busy CPU)"
+    )
+
+
+class PlaceholderParams(CommonParams):
+    """00_placeholder: two tiny random BERTs and the loss on the straight line between them."""
+
+    vocab_size: int = Field(256, ge=16, description="vocabulary of the synthetic language")
+    hidden_size: int = Field(64, ge=8, description="width of the residual stream")
+    num_layers: int = Field(2, ge=1, description="transformer layers")
+    num_heads: int = Field(2, ge=1, description="attention heads (must divide hidden_size)")
+    intermediate_size: int = Field(128, ge=8, description="feed-forward width")
+    seq_len: int = Field(32, ge=8, description="tokens per sequence")
+    batch_size: int = Field(16, ge=1, description="sequences per step")
+    train_steps: int = Field(60, ge=0, description="MLM steps per model (0 = leave random)")
+    learning_rate: float = Field(1e-2, gt=0, description="AdamW learning rate")
+    n_pairs: int = Field(2, ge=1, description="model pairs (different seeds) for mean ± s.e.")
+    n_lambdas: int = Field(11, ge=2, description="points on the line between the two models")
+    eval_batches: int = Field(4, ge=1, description="batches of held-out text per λ")
+    loss_on: Literal["masked", "all"] = Field(
+        "masked", description="MLM loss on the masked positions only, or on every position"
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "PlaceholderParams":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        return self
+
+
+#: notebook stem -> schema. Register new chapters here (see the module docstring).
+CHAPTERS: dict[str, type[CommonParams]] = {
+    "00_placeholder": PlaceholderParams,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Describing types and errors in one sentence
+# --------------------------------------------------------------------------------------------
+def _describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a) for a in args if a is not type(None)]
+        text = " or ".join(parts)
+        return text + (" or null" if type(None) in args else "")
+    if origin in (list, tuple, set):
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        return f"a list of {plural.get(args[0], 'values')}" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+    }.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _constraints(field: Any) -> str:
+    bits = []
+    for meta in getattr(field, "metadata", []):
+        for attr, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            val = getattr(meta, attr, None)
+            if val is not None:
+                bits.append(f"{sym} {val}")
+    return f" ({', '.join(bits)})" if bits else ""
+
+
+def allowed(model: type[CommonParams], name: str) -> str:
+    """Human description of what parameter ``name`` of ``model`` accepts."""
+    field = model.model_fields[name]
+    return _describe(field.annotation) + _constraints(field)
+
+
+def _one_sentence(
+    model: type[CommonParams], chapter: str, err: ValidationError, where: str, fix: str
+) -> str:
+    errors = err.errors()
+    first = errors[0]
+    loc = [str(x) for x in first.get("loc", ())]
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden" and loc:
+        names = ", ".join(model.model_fields)
+        return (
+            f"Unknown parameter '{loc[0]}' for chapter '{chapter}' (from {where}); the allowed "
+            f"parameters are {names}, so fix the spelling or remove it{more}."
+        )
+    if loc and loc[0] in model.model_fields:
+        name = loc[0]
+        got = first.get("input")
+        return (
+            f"Parameter '{name}' of chapter '{chapter}' got {got!r} (from {where}), but it must be "
+            f"{allowed(model, name)}; {fix.format(name=name)}{more}."
+        )
+    msg = first.get("msg", "invalid").removeprefix("Value error, ")
+    return f"Parameters of chapter '{chapter}' (from {where}) are inconsistent: {msg}; change one of them{more}."
+
+
+def _chapter_model(chapter: str) -> type[CommonParams]:
+    try:
+        return CHAPTERS[chapter]
+    except KeyError:
+        raise TxmergeError(
+            f"Chapter '{chapter}' has no parameter schema; known chapters are "
+            f"{', '.join(sorted(CHAPTERS))}, and a new one is registered in txmerge.params.CHAPTERS."
+        ) from None
+
+
+def validate(
+    chapter: str,
+    values: dict[str, Any],
+    where: str = "the given values",
+    fix: str = "pass a valid value for {name}",
+) -> CommonParams:
+    """Validate ``values`` against the schema of ``chapter``; raise TxmergeError in one sentence.
+
+    ``where`` names the source of the values and ``fix`` (a format string with ``{name}``) the remedy.
+    """
+    model = _chapter_model(chapter)
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        raise TxmergeError(_one_sentence(model, chapter, err, where, fix)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw preset ``params/<name>.yaml`` as ``{"common": {...}, "chapters": {stem: {...}}}``."""
+    if name not in PRESETS:
+        raise TxmergeError(
+            f"Unknown preset '{name}'; choose one of {', '.join(PRESETS)} (e.g. make book PRESET=tiny)."
+        )
+    path = params_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise TxmergeError(f"Preset file {path} is missing; restore it from git (git checkout -- params/).")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise TxmergeError(f"Preset file {path} is not valid YAML{line}; fix its syntax.") from None
+    if not isinstance(data, dict) or set(data) - {"common", "chapters"}:
+        raise TxmergeError(
+            f"Preset file {path} must hold only the sections 'common' and 'chapters', "
+            f"but has {sorted(data) if isinstance(data, dict) else type(data).__name__}; move the keys under them."
+        )
+    common = dict(data.get("common") or {})
+    chapters = {str(k): dict(v or {}) for k, v in (data.get("chapters") or {}).items()}
+    if "preset" in common and common["preset"] != name:
+        raise TxmergeError(f"Preset file {path} says preset: {common['preset']}; remove that key.")
+    common["preset"] = name
+    return {"common": common, "chapters": chapters}
+
+
+def chapter_params(preset: str, chapter: str) -> CommonParams:
+    """Validated parameters of ``chapter`` under ``preset`` (common section + chapter section)."""
+    data = load_preset(preset)
+    _chapter_model(chapter)
+    unknown = sorted(set(data["chapters"]) - set(CHAPTERS))
+    if unknown:
+        raise TxmergeError(
+            f"params/{preset}.yaml has a section for unknown chapter '{unknown[0]}'; known chapters are "
+            f"{', '.join(sorted(CHAPTERS))}, so rename or remove it."
+        )
+    values = {**data["common"], **data["chapters"].get(chapter, {})}
+    return validate(
+        chapter, values, where=f"params/{preset}.yaml", fix=f"fix {{name}} in params/{preset}.yaml"
+    )
+
+
+def validate_namespace(chapter: str, namespace: dict[str, Any]) -> CommonParams:
+    """Validate the parameters a notebook holds (call with ``globals()`` after the parameters cells).
+
+    Collects user-visible globals, skipping names that start with ``_``, IPython's own names,
+    modules, functions and classes, and validates them against the chapter's schema.
+    """
+    values = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and k not in _IPYTHON_NAMES
+        and not isinstance(v, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+        and not callable(v)
+        and not isinstance(v, BaseModel)  # e.g. P from an earlier run of the validation cell
+    }
+    return validate(
+        chapter,
+        values,
+        where="the notebook's parameters",
+        fix="rerun with e.g. papermill -p {name} <value> or fix the parameters cell",
+    )
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available, else ``mps`` if available, else ``cpu``."""
+    import torch
+
+    if device != "auto":
+        if device == "cuda" and not torch.cuda.is_available():
+            raise TxmergeError("device=cuda was asked for but torch sees no CUDA GPU; use device=auto or cpu.")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def setup_torch(params: CommonParams) -> str:
+    """Apply ``threads`` and ``seed`` to torch and return the device string (see ``resolve_device``)."""
+    import torch
+
+    if params.threads:
+        torch.set_num_threads(params.threads)
+    torch.manual_seed(params.seed)
+    return resolve_device(params.device)
+
+
+def check_online(
+    hosts: tuple[str, ...] = ("huggingface.co",), timeout: float = 3.0, port: int = 443
+) -> None:
+    """Raise TxmergeError unless every host accepts a TCP connection on ``port`` within ``timeout``."""
+    for host in hosts:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                pass
+        except OSError:
+            raise TxmergeError(
+                f"The paper preset downloads MultiBERTs, corpora and GLUE from {host}, but there is no "
+                f"internet connection to it; use PRESET=tiny (offline) or run on a machine with internet."
+            ) from None
+
+
+def require_online_for(params: CommonParams, hosts: tuple[str, ...] = ("huggingface.co",)) -> None:
+    """Call at the top of a chapter: the ``paper`` preset must reach the Hub before any work."""
+    if params.preset == "paper":
+        check_online(hosts)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: python -m txmerge.params --preset P (--chapter C | --write-dir DIR)
+# --------------------------------------------------------------------------------------------
+def _dump(model: CommonParams) -> str:
+    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m txmerge.params",
+        description="Validate a preset and print (or write) the papermill parameters of chapters.",
+    )
+    parser.add_argument("--preset", required=True, help=f"one of {', '.join(PRESETS)}")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--chapter", help="notebook stem; prints its validated parameters as YAML")
+    what.add_argument(
+        "--write-dir",
+        type=Path,
+        help="validate every chapter (given with --chapters, default all) and write DIR/<chapter>.yaml "
+        "where the content changed",
+    )
+    parser.add_argument("--chapters", nargs="*", help="chapter stems for --write-dir")
+    args = parser.parse_args(argv)
+    try:
+        if args.chapter:
+            sys.stdout.write(_dump(chapter_params(args.preset, args.chapter)))
+            return 0
+        chapters = args.chapters if args.chapters is not None else sorted(CHAPTERS)
+        dumped = {c: _dump(chapter_params(args.preset, c)) for c in chapters}  # validate all first
+        for chapter, text in dumped.items():
+            _write_if_changed(args.write_dir / f"{chapter}.yaml", text)
+        return 0
+    except TxmergeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

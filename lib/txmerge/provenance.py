@@ -1,0 +1,94 @@
+"""Where a chapter's numbers came from: preset, parameters, versions, machine, wall time.
+
+Every chapter starts its clock in the validation cell and ends with a provenance cell::
+
+    import time; _started = time.time()          # in the validation cell
+    ...
+    from txmerge.provenance import provenance
+    provenance(P, _started)                       # last cell: a small two-column table
+
+``chapter_header`` renders the "expected run time" note that opens each chapter.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+_PACKAGES = ("txmerge", "torch", "transformers", "datasets", "numpy", "scipy")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device(params: Any) -> str:
+    import torch
+
+    wanted = getattr(params, "device", "auto")
+    if torch.cuda.is_available() and wanted in ("auto", "cuda"):
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return wanted if wanted != "auto" else "cpu"
+
+
+def provenance_dict(params: Any, started_at: float | None = None) -> dict[str, str]:
+    """The provenance record as an ordered ``{item: value}`` of strings."""
+    import torch
+
+    data = params.model_dump(mode="json") if hasattr(params, "model_dump") else dict(params)
+    common = {"preset", "seed", "device", "threads"}
+    chapter_params = ", ".join(f"{k}={v}" for k, v in data.items() if k not in common)
+    rec: dict[str, str] = {
+        "preset": str(data.get("preset", "?")),
+        "seed": str(data.get("seed", "?")),
+        "parameters": chapter_params or "(none)",
+        "device": _device(params),
+        "torch threads": str(torch.get_num_threads()),
+    }
+    for pkg in _PACKAGES:
+        rec[pkg] = _version(pkg)
+    rec["python"] = platform.python_version()
+    rec["machine"] = f"{platform.system()} {platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores"
+    rec["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if started_at is not None:
+        rec["wall time"] = f"{time.time() - started_at:.1f} s"
+    return rec
+
+
+def provenance(params: Any, started_at: float | None = None) -> pd.DataFrame:
+    """A two-column table (item, value) to display as a chapter's last output."""
+    rec = provenance_dict(params, started_at)
+    return pd.DataFrame({"item": list(rec), "value": list(rec.values())}).set_index("item")
+
+
+def chapter_header(expected_minutes: dict[str, float], preset: str | None = None) -> Any:
+    """Markdown note with the expected run time per preset (shown in a chapter's first code cell)."""
+    from IPython.display import Markdown
+
+    parts = []
+    for name, minutes in expected_minutes.items():
+        mark = "**" if name == preset else ""
+        when = f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.0f} min"
+        parts.append(f"{mark}{name}: about {when}{mark}")
+    return Markdown("Expected run time — " + "; ".join(parts) + f" (running with python {sys.version.split()[0]}).")

@@ -1,0 +1,123 @@
+# txmerge: the companion book. The two commands are `make book` and `make test` (README.md);
+# each creates .venv and installs what it needs on a fresh clone. `make help` lists everything.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+# ---- variables (override on the command line: make book PRESET=smoke) -------------------------
+PRESET    ?= tiny#             tiny (default, offline CPU) | smoke (seconds, tests/CI) | paper (GPU + internet)
+PYTHON    ?= python3#          interpreter that creates the virtual environment
+VENV      ?= .venv#            the virtual environment
+PY        ?= $(VENV)/bin/python
+INSTALL   ?= 1#                0 = use $(PY) as it is; never create or update the venv
+TORCH     ?= 2.13.0#           must equal the pin in pyproject.toml
+TORCH_INDEX ?= auto#           auto = PyTorch's CPU wheel index on Linux when reachable; empty = PyPI only
+NOTEBOOKS ?= notebooks#        chapter sources, notebooks/<stem>.md (Jupytext MyST)
+EXECUTED  ?= executed#         papermill outputs, executed/<stem>.ipynb (the toc points here)
+BUILD     ?= _build#           Jupyter Book output; the HTML is $(BUILD)/html
+NAME      ?=#                  chapter stem for `make chapter`
+PAPERMILL_FLAGS ?= --log-level WARNING
+JB_FLAGS  ?= -W --keep-going
+
+export TXMERGE_CACHE     ?= $(CURDIR)/.cache/results
+export TXMERGE_DOWNLOADS ?= $(CURDIR)/.cache/downloads
+export TXMERGE_FIGURES   := $(EXECUTED)/figures
+export SOURCE_DATE_EPOCH ?= 0
+# papermill warns that stdin ("-") has no file extension; that is how we feed it.
+export PYTHONWARNINGS    ?= ignore::UserWarning:papermill.iorw
+
+BIN        := $(if $(findstring /,$(PY)),$(dir $(PY)))
+CHAPTERS   := $(sort $(basename $(notdir $(wildcard $(NOTEBOOKS)/*.md))))
+NOTEBOOKS_OUT := $(CHAPTERS:%=$(EXECUTED)/%.ipynb)
+PARAMS_DIR := $(EXECUTED)/.params
+LIB_SOURCES := $(shell find lib/txmerge -type f \( -name '*.py' -o -name '*.json' -o -name '*.yaml' \) -not -path '*/__pycache__/*' 2>/dev/null)
+ENV_STAMP  := $(if $(filter 1,$(INSTALL)),$(VENV)/.installed)
+BUILD_PARENT := $(patsubst %/,%,$(dir $(BUILD)))
+
+.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv FORCE
+
+help: ## show this help
+	@echo "txmerge companion book"
+	@echo
+	@echo "  make book     execute every chapter with PRESET=$(PRESET) and build the HTML book ($(BUILD)/html/index.html)"
+	@echo "  make test     the whole test suite (unit tests, smoke book build, browser check)"
+	@echo
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables (current value):"
+	@echo "  PRESET=$(PRESET)  tiny | smoke | paper (paper needs internet and, in practice, a GPU)"
+	@echo "  NAME=$(NAME)  chapter stem for 'make chapter' (one of: $(CHAPTERS))"
+	@echo "  EXECUTED=$(EXECUTED)  BUILD=$(BUILD)  VENV=$(VENV)  PY=$(PY)  INSTALL=$(INSTALL)"
+	@echo "  TXMERGE_CACHE=$(TXMERGE_CACHE)"
+	@echo "  TXMERGE_DOWNLOADS=$(TXMERGE_DOWNLOADS)"
+
+# ---- the virtual environment ------------------------------------------------------------------
+# torch first and pinned exactly (an unpinned torch would pull GBs of CUDA packages), then the package.
+venv: $(ENV_STAMP) ## create/update the virtual environment .venv
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	index="$(TORCH_INDEX)"; if [ "$$index" = auto ]; then index="$$($(PYTHON) tools/torch_index.py)"; \
+	  elif [ -n "$$index" ]; then index="--extra-index-url $$index"; fi; \
+	  $(VENV)/bin/python -m pip install $$index "torch==$(TORCH)"
+	$(VENV)/bin/python -m pip install -e ".[book,test]"
+	@touch $@
+
+# ---- parameters: validated for every chapter before any work ----------------------------------
+# Rewrites $(PARAMS_DIR)/<stem>.yaml only when its content changes, so a chapter re-executes when
+# its parameters (or the preset) change, and not otherwise.
+params: $(ENV_STAMP) ## validate PRESET for every chapter (writes executed/.params/*.yaml)
+	@$(PY) -m txmerge.params --preset $(PRESET) --write-dir $(PARAMS_DIR) --chapters $(CHAPTERS)
+
+$(PARAMS_DIR)/%.yaml: params ;
+.PRECIOUS: $(PARAMS_DIR)/%.yaml
+
+# ---- chapters: notebooks/<stem>.md --jupytext--> papermill --> executed/<stem>.ipynb ----------
+# Written under a temporary name and moved into place only on success: a failed chapter leaves no
+# executed notebook (the old one is removed first).
+$(EXECUTED)/%.ipynb: $(NOTEBOOKS)/%.md $(PARAMS_DIR)/%.yaml $(LIB_SOURCES) matplotlibrc | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	@rm -f $@
+	@echo "==> executing chapter $* (preset $(PRESET))"
+	@set -o pipefail; tmp="$(@D)/.tmp.$*.ipynb"; rm -f "$$tmp"; start=$$(date +%s); \
+	if $(PY) -m jupytext --quiet --to ipynb -o - $< \
+	   | $(PY) -m papermill - "$$tmp" -f $(PARAMS_DIR)/$*.yaml -k python3 --cwd . $(PAPERMILL_FLAGS); then \
+	  mv -f "$$tmp" $@; echo "    chapter $* done in $$(( $$(date +%s) - start )) s"; \
+	else \
+	  rm -f "$$tmp"; echo "error: chapter $* failed with PRESET=$(PRESET) (traceback above); no executed notebook was kept." >&2; exit 1; \
+	fi
+
+notebooks: $(NOTEBOOKS_OUT) ## execute every chapter (no HTML)
+
+chapter: ## execute one chapter: make chapter NAME=<stem> [PRESET=...]
+	@if [ -z "$(filter $(NAME),$(CHAPTERS))" ] || [ -z "$(NAME)" ]; then \
+	  echo "error: unknown chapter NAME='$(NAME)'; choose one of: $(CHAPTERS)." >&2; exit 2; fi
+	@$(MAKE) --no-print-directory $(EXECUTED)/$(NAME).ipynb
+
+# ---- the book -----------------------------------------------------------------------------------
+book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build the HTML (strict)
+	@if [ "$(EXECUTED)" != executed ]; then \
+	  echo "error: make book needs EXECUTED=executed (the toc points there); build a copy of the repository instead." >&2; exit 2; fi
+	@if [ "$(notdir $(BUILD))" != _build ]; then \
+	  echo "error: BUILD must end in /_build (Jupyter Book appends _build to its output path)." >&2; exit 2; fi
+	$(BIN)jupyter-book build . $(JB_FLAGS) --path-output $(BUILD_PARENT)
+	@echo "==> open $(BUILD)/html/index.html"
+
+# ---- tests and benchmarks ----------------------------------------------------------------------
+test: $(ENV_STAMP) ## run the whole test suite (includes the smoke book build and the browser test)
+	$(PY) -m pytest
+
+test-fast: $(ENV_STAMP) ## run the tests not marked slow
+	$(PY) -m pytest -m "not slow"
+
+bench: $(ENV_STAMP) ## time a cold and a warm `make book` for PRESET (budget: 20 min / 1 min for tiny)
+	$(PY) bench/bench_book.py --preset $(PRESET)
+
+# ---- cleaning -----------------------------------------------------------------------------------
+clean: ## remove executed notebooks, the HTML and cached results (keeps downloads and .venv)
+	rm -rf $(EXECUTED) $(BUILD) $(TXMERGE_CACHE)
+
+distclean: clean ## also remove downloads and the virtual environment
+	rm -rf $(TXMERGE_DOWNLOADS) $(VENV)

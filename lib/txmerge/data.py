@@ -138,7 +138,7 @@ def token_blocks(texts: Iterable[str], tokenizer, block_size: int = 128, max_blo
     ids: list[int] = []
     needed = None if max_blocks is None else max_blocks * block_size
     for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        ids.extend(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
         if needed is not None and len(ids) >= needed:
             break
     n = len(ids) // block_size

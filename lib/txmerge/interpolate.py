@@ -57,9 +57,11 @@ class InterpolationPath:
         sd_a, sd_b = model_a.state_dict(), model_b.state_dict()
         self.model = copy.deepcopy(model_b).float().eval()
         self._pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        named = dict(self.model.named_parameters())
-        named.update(dict(self.model.named_buffers()))
-        for name, target in named.items():
+        seen: set[int] = set()
+        for name, target in self.model.state_dict(keep_vars=True).items():
+            if id(target) in seen:  # tied tensors (the MLM decoder) are one tensor
+                continue
+            seen.add(id(target))
             if name not in sd_a or name not in sd_b:
                 raise TxmergeError(f"Parameter {name} is missing from one model; interpolate models of one architecture.")
             a, b = sd_a[name], sd_b[name]
@@ -72,7 +74,7 @@ class InterpolationPath:
     def set(self, lam: float) -> torch.nn.Module:
         """Overwrite the working model's tensors with λ·A + (1−λ)·B and return it."""
         for target, a, b in self._pairs:
-            torch.lerp(b, a, float(lam), out=target.data) if target.is_leaf else target.copy_(torch.lerp(b, a, float(lam)))
+            target.data.copy_(torch.lerp(b, a, float(lam)))
         return self.model
 
 

@@ -142,6 +142,11 @@ class Results:
             raise TxmergeError(f"No curves for method {name!r}; run it first.")
         return rs[0].curve["lambda"].to_numpy(), np.stack([r.curve[column].to_numpy() for r in rs])
 
+    def curve_matrices(self, names: Sequence[str], column: str = "loss") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(lambdas, {method: values [pairs, λ]}) for ``plots.plot_curves``."""
+        mats = {name: self.matrix(name, column) for name in names}
+        return next(iter(mats.values()))[0], {name: m[1] for name, m in mats.items()}
+
 
 class Experiment:
     """Shared machinery; subclasses define the models, the correlation text and the evaluation."""
@@ -322,9 +327,7 @@ class TaskExperiment(Experiment):
     def __init__(self, preset: str, task: str, *, max_validation: int | None = None, eval_batch_size: int = 64, **kwargs):
         super().__init__(preset, **kwargs)
         self.task = task
-        self.info = data.TASKS[task] if task in data.TASKS else None
-        if self.info is None:
-            raise TxmergeError(f"Unknown task {task!r}; choose one of {', '.join(data.TASKS)}.")
+        self.info = data.task_info(task, preset)
         self.max_validation = max_validation
         self.eval_batch_size = eval_batch_size
         self._dataset = None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
 
 from . import data
@@ -225,7 +226,8 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
         opt.step()
         sched.step()
         step += 1
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        value = loss.item()
+        running = value if running is None else 0.98 * running + 0.02 * value
         bar.update(1)
         if step % recipe.eval_every == 0 or step == recipe.steps:
             log.append({"step": step, "train_loss": running, "heldout_loss": heldout_loss(model, eval_set),
@@ -358,7 +360,7 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     recipe = recipe or FinetuneRecipe()
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
-    info = data.TASKS[task]
+    info = data.task_info(task, preset)
     ds = data.glue_task(task, preset)
     train = ds["train"]
     if recipe.max_train is not None and len(train) > recipe.max_train:
@@ -367,7 +369,12 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     base = model_id(preset, seed) if base_root is None else str(checkpoint_path(seed, base_root))
     num_labels = 1 if info.is_regression else info.num_labels
     torch.manual_seed(recipe.head_seed)  # same pooler/classifier initialisation for every seed
-    model = BertForSequenceClassification.from_pretrained(base, num_labels=num_labels, dtype=torch.float32)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new pooler/classifier are expected; no load report
+    try:
+        model = BertForSequenceClassification.from_pretrained(base, num_labels=num_labels, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if info.is_regression:
         model.config.problem_type = "regression"
     epochs = recipe.mrpc_epochs if task == "mrpc" else recipe.epochs
@@ -380,8 +387,8 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     log = []
     bar = tqdm(total=total, desc=f"{task} seed {seed}", disable=not progress, mininterval=5)
     for epoch in range(epochs):
-        batches = data.task_batches(train, tokenizer, batch_size=recipe.batch_size, max_length=recipe.max_length,
-                                    shuffle=True, seed=recipe.head_seed + epoch)
+        batches = data.task_batches(train.shuffle(seed=recipe.head_seed + epoch), tokenizer,
+                                    batch_size=recipe.batch_size, max_length=recipe.max_length)
         for batch in batches:
             out = model(**batch)
             opt.zero_grad(set_to_none=True)

@@ -24,7 +24,10 @@ JB_FLAGS  ?= -W --keep-going
 export TXMERGE_CACHE     ?= $(CURDIR)/.cache/results
 export TXMERGE_DOWNLOADS ?= $(CURDIR)/.cache/downloads
 export TXMERGE_FIGURES   := $(EXECUTED)/figures
-export SOURCE_DATE_EPOCH ?= 0
+# reproducible output stamps, dated by the last commit (Sphinx also uses it for the copyright year)
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+# the kernel must choose matplotlib's inline backend itself, or figures would not be shown
+unexport MPLBACKEND
 # papermill warns that stdin ("-") has no file extension; that is how we feed it.
 export PYTHONWARNINGS    ?= ignore::UserWarning:papermill.iorw
 

@@ -54,8 +54,8 @@ def make_env(root: Path, cache: Path) -> dict[str, str]:
         PYTHONPATH=str(root / "lib") + os.pathsep + env.get("PYTHONPATH", ""),
         TXMERGE_CACHE=str(cache),
         TXMERGE_DOWNLOADS=os.environ.get("TXMERGE_DOWNLOADS", str(REPO / ".cache" / "downloads")),
-        MPLBACKEND="agg",
     )
+    env.pop("MPLBACKEND", None)  # the kernel must pick the inline backend, or figures vanish
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)
     env.pop("MFLAGS", None)
@@ -88,6 +88,12 @@ def toc_files(root: Path) -> list[str]:
     for part in toc.get("parts", []) or []:
         walk(part.get("chapters"))
     return files
+
+
+@pytest.fixture(scope="session")
+def book_tools():
+    """This module, for test modules (they must not import it at import time: it is a plugin)."""
+    return sys.modules[__name__]
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from book_fixtures import copy_repo, run_make, toc_files
-
 pytest_plugins = ["book_fixtures"]
 
 pytestmark = pytest.mark.slow
@@ -19,9 +17,9 @@ pytestmark = pytest.mark.slow
 OFFSITE = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=["'](?:https?:)?//""", re.I)
 
 
-def test_smoke_book_builds(smoke_book):
+def test_smoke_book_builds(smoke_book, book_tools):
     assert smoke_book.returncode == 0, f"make book PRESET=smoke failed:\n{smoke_book.tail()}"
-    for page in toc_files(smoke_book.root):
+    for page in book_tools.toc_files(smoke_book.root):
         assert (smoke_book.html / f"{page}.html").is_file(), f"{page} is in _toc.yml but was not rendered"
     assert (smoke_book.html / "index.html").is_file()
 
@@ -36,6 +34,10 @@ def test_executed_notebooks_record_the_preset(smoke_book):
         last_code = [c for c in nb["cells"] if c["cell_type"] == "code"][-1]
         assert "provenance(" in "".join(last_code["source"]), f"{stem} does not end with provenance"
         assert last_code["outputs"], f"{stem}: the provenance cell shows nothing"
+        source = (smoke_book.root / "notebooks" / f"{stem}.md").read_text()
+        if "plt." in source or "plots." in source:
+            images = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+            assert images, f"{stem} draws figures but its executed notebook shows none"
     assert not list((smoke_book.root / "executed").glob(".tmp.*")), "temporary notebooks left behind"
 
 
@@ -72,8 +74,9 @@ def _break_first_chapter(root: Path) -> str:
     return src.stem
 
 
-def test_failing_chapter_fails_the_build_and_leaves_nothing(tmp_path):
-    root = copy_repo(tmp_path / "repo")
+def test_failing_chapter_fails_the_build_and_leaves_nothing(tmp_path, book_tools):
+    run_make = book_tools.run_make
+    root = book_tools.copy_repo(tmp_path / "repo")
     stem = _break_first_chapter(root)
     stale = root / "executed" / f"{stem}.ipynb"
     stale.parent.mkdir(parents=True)
@@ -89,8 +92,9 @@ def test_failing_chapter_fails_the_build_and_leaves_nothing(tmp_path):
     assert not (root / "_build" / "html").exists(), "the book was rendered despite a failed chapter"
 
 
-def test_bad_preset_and_bad_value_stop_before_any_work(tmp_path):
-    root = copy_repo(tmp_path / "repo")
+def test_bad_preset_and_bad_value_stop_before_any_work(tmp_path, book_tools):
+    run_make = book_tools.run_make
+    root = book_tools.copy_repo(tmp_path / "repo")
     rc, _ = run_make(root, "book", "PRESET=bogus", cache=tmp_path / "cache", log=tmp_path / "log1")
     log = (tmp_path / "log1").read_text()
     assert rc != 0 and "Unknown preset 'bogus'" in log and "tiny, smoke, paper" in log
@@ -104,7 +108,7 @@ def test_bad_preset_and_bad_value_stop_before_any_work(tmp_path):
     assert not list((root / "executed").glob("*.ipynb"))
 
 
-def test_make_chapter_rejects_unknown_chapter(tmp_path):
-    root = copy_repo(tmp_path / "repo")
-    rc, _ = run_make(root, "chapter", "NAME=no_such_chapter", cache=tmp_path / "cache", log=tmp_path / "log")
+def test_make_chapter_rejects_unknown_chapter(tmp_path, book_tools):
+    root = book_tools.copy_repo(tmp_path / "repo")
+    rc, _ = book_tools.run_make(root, "chapter", "NAME=no_such_chapter", cache=tmp_path / "cache", log=tmp_path / "log")
     assert rc != 0 and "unknown chapter NAME='no_such_chapter'" in (tmp_path / "log").read_text()

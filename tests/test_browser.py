@@ -19,8 +19,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from book_fixtures import REPO, toc_files
-
+REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["book_fixtures"]
 
 pytestmark = pytest.mark.slow
@@ -72,13 +71,13 @@ def served_book(browser_ready, smoke_book):
         server.server_close()
 
 
-def test_every_page_in_the_browser(served_book, tmp_path):
+def test_every_page_in_the_browser(served_book, book_tools, tmp_path):
     from playwright.sync_api import sync_playwright
 
     base, book = served_book
     shots = Path(os.environ.get("TXMERGE_SCREENSHOTS", REPO / "_build" / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    pages = toc_files(book.root)
+    pages = book_tools.toc_files(book.root)
     offsite: list[str] = []
     problems: list[str] = []
 
@@ -99,9 +98,11 @@ def test_every_page_in_the_browser(served_book, tmp_path):
             ctx.route("**/*", route)
             page = ctx.new_page()
 
-            # navigation: every toc page is linked from the sidebar of the start page
+            # index.html redirects to the root page; every toc page is linked from its sidebar
             resp = page.goto(base, wait_until="load")
             assert resp is not None and resp.status == 200
+            page.wait_for_url(f"**/{pages[0]}.html")
+            page.wait_for_load_state("load")
             hrefs = page.eval_on_selector_all(
                 "nav.bd-docs-nav a, .bd-sidebar-primary a", "els => els.map(e => e.href)"
             )

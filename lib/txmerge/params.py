@@ -122,6 +122,17 @@ CHAPTERS: dict[str, type[CommonParams]] = {
 # --------------------------------------------------------------------------------------------
 # Describing types and errors in one sentence
 # --------------------------------------------------------------------------------------------
+def _plural(annotation: Any) -> str:
+    """'integers', 'lists of integers', "values each one of 'a', 'b'" ..."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "values each " + _describe(annotation)
+    if origin in (list, tuple, set):
+        args = typing.get_args(annotation)
+        return f"lists of {_plural(args[0])}" if args else "lists"
+    return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(annotation, "values")
+
+
 def _describe(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -132,8 +143,7 @@ def _describe(annotation: Any) -> str:
         text = " or ".join(parts)
         return text + (" or null" if type(None) in args else "")
     if origin in (list, tuple, set):
-        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
-        return f"a list of {plural.get(args[0], 'values')}" if args else "a list"
+        return f"a list of {_plural(args[0])}" if args else "a list"
     if origin is dict:
         return "a mapping"
     return {

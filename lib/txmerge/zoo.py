@@ -129,7 +129,11 @@ def load_model(name: str | os.PathLike, kind: str = "mlm", num_labels: int | Non
 
         require_online(f"The model {target}")
     kwargs = {} if num_labels is None else {"num_labels": num_labels}
-    model = classes[kind].from_pretrained(target, dtype=torch.float32, **kwargs)
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model would clutter the book
+    try:
+        model = classes[kind].from_pretrained(target, dtype=torch.float32, **kwargs)
+    finally:
+        hf_logging.enable_progress_bar()
     return model.eval()
 
 

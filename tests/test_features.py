@@ -51,9 +51,10 @@ def test_default_nodes_and_shapes(pair):
     assert corr.shape == (64, 64) and corr.dtype == np.float64 and np.abs(corr).max() <= 1 + 1e-9
 
 
-def test_matches_explicit_float64_computation(pair):
+@pytest.mark.parametrize("pad", [True, False])
+def test_matches_explicit_float64_computation(pair, pad):
     a, b = pair
-    batches = token_batches(61, n_batches=3)
+    batches = token_batches(61, n_batches=3, pad=pad)
     moments = collect_pair_moments(a, b, batches, nodes=residual_nodes(2), progress=False)
     big = _concat(batches)
     keep = big["attention_mask"].bool()
@@ -67,7 +68,9 @@ def test_matches_explicit_float64_computation(pair):
         np.testing.assert_allclose(moments[node].mean(), np.concatenate([ha[i].mean(0), hb[i].mean(0)]), atol=1e-6)
 
 
-def test_streaming_equals_one_concatenated_batch(pair):
+@pytest.mark.parametrize("chunk_tokens", [8192, 7])
+def test_streaming_equals_one_concatenated_batch(pair, monkeypatch, chunk_tokens):
+    monkeypatch.setattr(PairMoments, "CHUNK_TOKENS", chunk_tokens)  # 7: float64 flush after every batch
     a, b = pair
     batches = token_batches(61, n_batches=4, seed=3)
     stream = collect_pair_moments(a, b, batches, progress=False, full=True)

@@ -8,10 +8,15 @@ pooled as two samples per token).
 For each node the pair statistics of ``z = [x_A; x_B]`` (``2d`` features) are kept as float64 sums
 over the selected tokens. Only what a cross-correlation needs is accumulated by default: the sums
 and sums of squares of all ``2d`` features and the ``d×d`` cross block ``Σ x_A x_Bᵀ``; the full
-``2d×2d`` ``Σ z zᵀ`` (4× the work) only with ``full=True``. Per batch the product is computed in
-float32 and added into float64. Sums are taken around a fixed shift (the first batch's mean), an
-exact re-centring that keeps constant features at exactly zero variance. Memory is O(d²), never
-O(tokens).
+``2d×2d`` ``Σ z zᵀ`` (4× the work) only with ``full=True``. Products are computed in float32 (one
+fused ``addmm_`` per batch into a float32 chunk of at most ``PairMoments.CHUNK_TOKENS`` tokens) and
+the chunk is added into the float64 sums. Sums are taken around a fixed shift (the first batch's
+mean), an exact re-centring that avoids cancellation and keeps constant features at exactly zero
+variance. Memory is O(d²) per node (float64 sums + one float32 chunk), never O(tokens).
+
+Only the cross block is needed because matching uses only Corr[A, B] and the variances, and the
+``all`` residual strategy averages covariances, whose cross block and diagonal are again all it
+needs; that keeps the FF statistics at one ``d×d`` product per batch instead of ``2d×2d``.
 """
 
 from __future__ import annotations
@@ -100,6 +105,9 @@ class PairMoments:
     ``shift`` [2d]: the fixed centre the sums are taken around; ``sum_z`` [2d] = Σ(z−shift);
     ``sum_sq`` [2d] = Σ(z−shift)²; ``sum_ab`` [d, d] = Σ(x_A−s_A)(x_B−s_B)ᵀ;
     ``sum_zz`` [2d, 2d] = Σ(z−shift)(z−shift)ᵀ only when collected with ``full=True``.
+    Products are accumulated in a float32 chunk of up to ``CHUNK_TOKENS`` samples (one fused
+    ``addmm_`` per batch) and then added into the float64 sums; :meth:`flush` empties the chunk and
+    every reader calls it.
     """
 
     n: int
@@ -108,6 +116,9 @@ class PairMoments:
     sum_sq: torch.Tensor
     sum_ab: torch.Tensor
     sum_zz: torch.Tensor | None = None
+    _chunk: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    CHUNK_TOKENS = 8192
 
     @property
     def d(self) -> int:
@@ -117,28 +128,61 @@ class PairMoments:
     @classmethod
     def empty(cls, shift: torch.Tensor, full: bool = False) -> "PairMoments":
         """Zero sums around ``shift`` [2d] (float64)."""
-        shift = shift.to(torch.float64)
-        d2 = shift.numel()
-        z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=shift.device)  # noqa: E731
-        return cls(0, shift, z(d2), z(d2), z(d2 // 2, d2 // 2), z(d2, d2) if full else None)
+        with torch.inference_mode(False):  # normal tensors: usable in place after collection
+            shift = shift.to(torch.float64).clone()
+            d2 = shift.numel()
+            z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=shift.device)  # noqa: E731
+            return cls(0, shift, z(d2), z(d2), z(d2 // 2, d2 // 2), z(d2, d2) if full else None)
 
-    def update(self, xa: torch.Tensor, xb: torch.Tensor) -> None:
-        """Add samples ``xa``, ``xb`` [tokens, d] (products in float32, sums in float64)."""
+    def update(self, xa: torch.Tensor, xb: torch.Tensor, owned: bool = False) -> None:
+        """Add samples ``xa``, ``xb`` [tokens, d] (float32 products, float64 sums).
+        ``owned=True`` lets float32 inputs be centred in place (pass only private copies)."""
         d = self.d
         s = self.shift.to(torch.float32)
-        ca, cb = xa.float() - s[:d], xb.float() - s[d:]
-        self.n += int(ca.shape[0])
-        self.sum_z[:d] += ca.sum(0, dtype=torch.float64)
-        self.sum_z[d:] += cb.sum(0, dtype=torch.float64)
-        self.sum_sq[:d] += (ca * ca).sum(0, dtype=torch.float64)
-        self.sum_sq[d:] += (cb * cb).sum(0, dtype=torch.float64)
-        self.sum_ab += (ca.T @ cb).double()
+        if owned and xa.dtype == torch.float32 and xb.dtype == torch.float32:
+            ca, cb = xa.sub_(s[:d]), xb.sub_(s[d:])
+        else:
+            ca, cb = xa.float() - s[:d], xb.float() - s[d:]
+        n = int(ca.shape[0])
+        if n == 0:
+            return
+        self.n += n
+        for c, part in ((ca, slice(0, d)), (cb, slice(d, 2 * d))):
+            self.sum_z[part] += c.sum(0).double()
+            self.sum_sq[part] += (c * c).sum(0).double()
+        ch = self._chunk
+        fresh = not ch.get("n")
+        if fresh and "ab" not in ch:
+            with torch.inference_mode(False):
+                ch["ab"] = torch.empty(d, d, dtype=torch.float32, device=ca.device)
+                if self.sum_zz is not None:
+                    ch["zz"] = torch.empty(2 * d, 2 * d, dtype=torch.float32, device=ca.device)
+        if fresh:
+            torch.mm(ca.T, cb, out=ch["ab"])
+        else:
+            ch["ab"].addmm_(ca.T, cb)
         if self.sum_zz is not None:
             c = torch.cat([ca, cb], dim=1)
-            self.sum_zz += (c.T @ c).double()
+            torch.mm(c.T, c, out=ch["zz"]) if fresh else ch["zz"].addmm_(c.T, c)
+        ch["n"] = ch.get("n", 0) + n
+        if ch["n"] >= self.CHUNK_TOKENS:
+            self.flush()
+
+    def flush(self, release: bool = False) -> "PairMoments":
+        """Add the float32 chunk into the float64 sums (``release`` also frees its buffers)."""
+        ch = self._chunk
+        if ch.get("n"):
+            self.sum_ab.add_(ch["ab"])
+            if self.sum_zz is not None:
+                self.sum_zz.add_(ch["zz"])
+            ch["n"] = 0
+        if release:
+            ch.clear()
+        return self
 
     def shifted_to(self, shift: torch.Tensor) -> "PairMoments":
         """The same statistics expressed around another ``shift`` (exact algebra, float64)."""
+        self.flush()
         delta = (self.shift - shift.to(self.shift)).to(torch.float64)  # z - new = (z - old) + delta
         d, n = self.d, self.n
         sz = self.sum_z + n * delta
@@ -151,6 +195,7 @@ class PairMoments:
 
     def merged(self, other: "PairMoments") -> "PairMoments":
         """Statistics of both sample sets together (e.g. two shards of a corpus)."""
+        self.flush()
         o = other.shifted_to(self.shift)
         szz = self.sum_zz + o.sum_zz if (self.sum_zz is not None and o.sum_zz is not None) else None
         return PairMoments(self.n + o.n, self.shift.clone(), self.sum_z + o.sum_z, self.sum_sq + o.sum_sq, self.sum_ab + o.sum_ab, szz)
@@ -158,11 +203,13 @@ class PairMoments:
     def mean(self) -> np.ndarray:
         """Mean of z [2d]."""
         self._check()
+        self.flush()
         return (self.shift + self.sum_z / self.n).cpu().numpy()
 
     def covariance(self) -> PairCovariance:
         """Population covariance (divisor n) as :class:`PairCovariance`."""
         self._check()
+        self.flush()
         n, d = self.n, self.d
         m = self.sum_z / n  # mean of (z - shift)
         cross = self.sum_ab / n - torch.outer(m[:d], m[d:])
@@ -257,7 +304,8 @@ def collect_pair_moments(
 
     def make_hook(node: str, module_name: str):
         def on_features(x: torch.Tensor) -> None:
-            x = _select(x, state["keep_" + state["side"]])
+            keep = state["keep_" + state["side"]]
+            x = _select(x, keep)
             if state["side"] == "a":
                 captured[(node, module_name)] = x.to(dev_b)
             else:
@@ -265,7 +313,8 @@ def collect_pair_moments(
                 if node not in moments:
                     shift = torch.cat([xa.mean(0), x.mean(0)]).double()
                     moments[node] = PairMoments.empty(shift, full=full)
-                moments[node].update(xa, x)
+                # index_select made fresh copies that nothing else uses: centre them in place
+                moments[node].update(xa, x, owned=keep is not None and xa.dtype == torch.float32)
             if module_name == last_point:
                 raise _StopForward
 
@@ -310,7 +359,7 @@ def collect_pair_moments(
         raise TxmergeError("no batches were given; pass a non-empty iterable of tokenised batches.")
     if not moments:
         raise TxmergeError("the batches hold no selected tokens (all padding or special); pass batches with real tokens.")
-    return {n: moments[n] for n in nodes}
+    return {n: moments[n].flush(release=True) for n in nodes}
 
 
 def _prepare(batch: Mapping[str, Any], base: nn.Module, drop_special: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

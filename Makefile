@@ -39,7 +39,7 @@ LIB_SOURCES := $(shell find lib/txmerge -type f \( -name '*.py' -o -name '*.json
 ENV_STAMP  := $(if $(filter 1,$(INSTALL)),$(VENV)/.installed)
 BUILD_PARENT := $(patsubst %/,%,$(dir $(BUILD)))
 
-.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv FORCE
+.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv assignments FORCE
 
 help: ## show this help
 	@echo "txmerge companion book"
@@ -107,6 +107,10 @@ book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build th
 	  echo "error: BUILD must end in /_build (Jupyter Book appends _build to its output path)." >&2; exit 2; fi
 	$(BIN)jupyter-book build . $(JB_FLAGS) --path-output $(BUILD_PARENT)
 	@echo "==> open $(BUILD)/html/index.html"
+
+# ---- classroom material ------------------------------------------------------------------------
+assignments: $(ENV_STAMP) ## student notebooks, reference solutions and the autograder in assignments/
+	$(PY) -m txmerge.assignments --out assignments
 
 # ---- tests and benchmarks ----------------------------------------------------------------------
 test: $(ENV_STAMP) ## run the whole test suite (includes the smoke book build and the browser test)

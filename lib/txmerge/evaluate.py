@@ -27,17 +27,18 @@ def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> 
     """{"loss": mean masked-token cross-entropy in nats, "ppl": exp(loss)} on a fixed-mask set from ``data.mlm_eval_set``."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     n = eval_set["input_ids"].shape[0]
     if n == 0:
         raise TxmergeError("The MLM evaluation set is empty; give more evaluation text or blocks.")
     for i in range(0, n, batch_size):
         sl = slice(i, i + batch_size)
-        labels = eval_set["labels"][sl]
+        labels = eval_set["labels"][sl].to(device)
         k = int((labels != -100).sum())
         if k == 0:
             continue
-        loss = mlm_loss_masked_only(model, eval_set["input_ids"][sl], eval_set["attention_mask"][sl], labels)
+        loss = mlm_loss_masked_only(model, eval_set["input_ids"][sl].to(device), eval_set["attention_mask"][sl].to(device), labels)
         total += float(loss) * k
         count += k
     model.train(was_training)
@@ -54,20 +55,21 @@ def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: 
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     preds, labels = [], []
     total, count = 0.0, 0
     for batch in batches:
-        y = batch["labels"]
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        y = batch["labels"].to(device)
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits
         if is_regression:
             out = logits.squeeze(-1)
             loss = torch.nn.functional.mse_loss(out, y.float(), reduction="sum")
-            preds.append(out.numpy())
+            preds.append(out.float().cpu().numpy())
         else:
             loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-            preds.append(logits.argmax(-1).numpy())
-        labels.append(y.numpy())
+            preds.append(logits.argmax(-1).cpu().numpy())
+        labels.append(y.cpu().numpy())
         total += float(loss)
         count += len(y)
     model.train(was_training)

@@ -68,7 +68,8 @@ class InterpolationPath:
             if a.shape != b.shape:
                 raise TxmergeError(f"Parameter {name} has shape {tuple(a.shape)} in A but {tuple(b.shape)} in B; the architectures differ.")
             if target.is_floating_point():
-                self._pairs.append((target, a.detach().float().clone(), b.detach().float().clone()))
+                dev = target.device
+                self._pairs.append((target, a.detach().to(dev, torch.float32).clone(), b.detach().to(dev, torch.float32).clone()))
 
     @torch.no_grad()
     def set(self, lam: float) -> torch.nn.Module:

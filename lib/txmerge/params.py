@@ -174,7 +174,23 @@ class GlueParams(CommonParams):
 
 
 class ExercisesParams(CommonParams):
-    """07_exercises: classroom exercises on tiny random models."""
+    """07_exercises: classroom exercises checked against the library on tiny random BERTs (CPU, seconds)."""
+
+    vocab_size: int = Field(100, ge=8, description="vocabulary of the random token streams")
+    hidden_size: int = Field(32, ge=4, description="width of the residual stream of the tiny BERTs")
+    num_heads: int = Field(4, ge=1, description="attention heads (must divide hidden_size)")
+    intermediate_size: int = Field(64, ge=2, description="feed-forward width (units matched in exercise 2)")
+    num_layers: int = Field(2, ge=1, description="transformer layers")
+    seq_len: int = Field(32, ge=4, description="tokens per sequence")
+    n_tokens: int = Field(1024, ge=16, description="tokens of correlation data (features are collected on this many)")
+    weight_noise: float = Field(0.01, ge=0, description="std of the noise added to the disguised copy's weights (0 = exact copy)")
+    n_lambdas: int = Field(11, ge=2, description="points on the interpolation path in exercise 4")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ExercisesParams":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        return self
 
 
 #: notebook stem -> schema. Register new chapters here (see the module docstring).

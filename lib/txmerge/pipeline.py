@@ -155,7 +155,7 @@ class Experiment:
 
     def __init__(self, preset: str, *, n_sentences: int | None, batch_size: int = 8, max_length: int = 128,
                  drop_special_tokens: bool = False, lambdas=None, corr_seed: int = 0, progress: bool = True,
-                 use_cache: bool = True, verify_atol: float = 1e-4):
+                 use_cache: bool = True, verify_atol: float = 1e-4, device: str = "cpu"):
         if preset not in data.PRESETS:
             raise TxmergeError(f"Unknown preset {preset!r}; choose one of {', '.join(data.PRESETS)}.")
         self.preset = preset
@@ -168,6 +168,7 @@ class Experiment:
         self.progress = progress
         self.use_cache = use_cache
         self.verify_atol = verify_atol
+        self.device = device
         self.tokenizer = zoo.tokenizer_for(preset)
         self._models: dict[int, torch.nn.Module] = {}
         self._stats: dict[tuple, dict] = {}
@@ -199,7 +200,7 @@ class Experiment:
     # -- shared
     def model(self, seed: int) -> torch.nn.Module:
         if seed not in self._models:
-            self._models[seed] = self.load(seed)
+            self._models[seed] = self.load(seed).to(self.device)
         return self._models[seed]
 
     def model_key(self, seed: int) -> str:

@@ -350,6 +350,8 @@ class FinetuneRecipe:
 
 
 SMOKE_FINETUNE = FinetuneRecipe(epochs=1, mrpc_epochs=1, batch_size=8, max_train=64)
+#: The paper's recipe (paper-spec §3.9): lr 2e-5, batch 8, 3 epochs (MRPC 5), whole training sets, seed 42.
+PAPER_FINETUNE = FinetuneRecipe(epochs=3, mrpc_epochs=5, batch_size=8, lr=2e-5, max_train=None, threads=0)
 
 
 def finetuned_path(task: str, seed: int, root: Path | None = None) -> Path:
@@ -357,13 +359,15 @@ def finetuned_path(task: str, seed: int, root: Path | None = None) -> Path:
 
 
 def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, preset: str = "tiny",
-                  base_root: Path | None = None, out_root: Path | None = None, progress: bool = True) -> dict:
+                  base_root: Path | None = None, out_root: Path | None = None, progress: bool = True,
+                  device: str = "cpu") -> dict:
     """Fine-tune zoo seed ``seed`` on ``task``; saves the model (fp16) and returns its manifest entry."""
     from .evaluate import task_loss
 
     recipe = recipe or FinetuneRecipe()
     threads = torch.get_num_threads()
-    torch.set_num_threads(recipe.threads)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
     info = data.task_info(task, preset)
     ds = data.glue_task(task, preset)
     train = ds["train"]
@@ -381,6 +385,7 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
         hf_logging.set_verbosity(verbosity)
     if info.is_regression:
         model.config.problem_type = "regression"
+    model.to(device)
     epochs = recipe.mrpc_epochs if task == "mrpc" else recipe.epochs
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
     total = epochs * steps_per_epoch
@@ -394,7 +399,7 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
         batches = data.task_batches(train.shuffle(seed=recipe.head_seed + epoch), tokenizer,
                                     batch_size=recipe.batch_size, max_length=recipe.max_length)
         for batch in batches:
-            out = model(**batch)
+            out = model(**{k: v.to(device) for k, v in batch.items()})
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -408,7 +413,7 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     bar.close()
     out_dir = finetuned_path(task, seed, out_root)
     model.eval()
-    model.half().save_pretrained(out_dir)
+    model.cpu().half().save_pretrained(out_dir)
     entry = {"task": task, "seed": seed, "base": base, "recipe": asdict(recipe), "epochs": epochs,
              "train_examples": len(train), "validation_examples": len(ds["validation"]), "validation": log[-1],
              "curve": log, "sha256": file_sha256(out_dir / "model.safetensors"), "wall_seconds": round(time.time() - t0, 1),
@@ -430,11 +435,12 @@ def write_glue_manifest(root: Path | None = None) -> dict:
 
 def finetuned_id(preset: str, task: str, seed: int) -> str:
     """Where the fine-tuned model of (task, seed) comes from under ``preset``."""
-    if preset == "paper":
-        raise TxmergeError(
-            "The paper preset fine-tunes MultiBERTs on GLUE with `python -m txmerge zoo finetune` on a GPU machine first; "
-            "point TXMERGE_ZOO at the folder holding tiny-glue/<task>/seed_N or use PRESET=tiny."
-        )
+    if preset == "paper":  # fine-tuned once on the GPU with the paper's recipe, then reused
+        out = finetuned_path(task, seed, zoo_dir() / "paper-glue")
+        if not (out / "model.safetensors").exists():
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            finetune_seed(task, seed, PAPER_FINETUNE, preset="paper", out_root=zoo_dir() / "paper-glue", device=device)
+        return str(out)
     if preset == "smoke":
         out = finetuned_path(task, seed, smoke_root() / "glue")
         if not (out / "model.safetensors").exists():

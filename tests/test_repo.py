@@ -22,25 +22,14 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+from book_fixtures import toc_files  # noqa: E402  (tests/ is on sys.path)
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.md"))
 TORCH_PIN = "torch==2.13.0"
 
 
 def _toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                files.append(e["file"])
-            walk(e.get("sections"))
-            walk(e.get("chapters"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts", []) or []:
-        walk(part.get("chapters"))
-    return files
+    return toc_files(REPO)
 
 
 # ---------------------------------------------------------------- environment

@@ -107,7 +107,7 @@ class MLMParams(CommonParams):
     """Shared by the masked-LM chapters: which pairs, how much correlation text, how to evaluate."""
 
     pairs: list[list[int]] = Field(TINY_PAIRS, min_length=1, description="pairs of seeds [A, B] to merge")
-    eval_blocks: int | None = Field(160, ge=1, description="128-token blocks of held-out text per λ (null = all)")
+    eval_blocks: int | None = Field(96, ge=1, description="128-token blocks of held-out text per λ (null = all)")
     text_mode: Literal["clean", "char_spaced"] = Field("clean", description="evaluation text as is, or character-spaced like the official code")
     batch_size: int = Field(8, ge=1, description="sentences per batch in the feature pass (the paper: 8)")
     drop_special_tokens: bool = Field(False, description="exclude [CLS]/[SEP] from the correlations (the paper includes them)")
@@ -138,13 +138,13 @@ class ResidualParams(MLMParams):
     """04_residual: Table 2 strategies, verification, the tied decoder."""
 
     n_sentences: int = Field(4000, ge=1, description="correlation-text sentences")
-    official: bool = Field(True, description="also run the official code's tied-decoder handling")
+    official: bool = Field(True, description="also run the official code's tied-decoder handling (residual 'first')")
 
 
 class DataAmountParams(MLMParams):
     """05_data_amount: barrier vs number of correlation sentences (Fig. 6)."""
 
-    amounts: list[int] = Field([250, 1000, 4000, 16000], min_length=2, description="numbers of correlation sentences")
+    amounts: list[int] = Field([500, 1500, 4000, 10000], min_length=2, description="numbers of correlation sentences")
 
     @model_validator(mode="after")
     def _amounts_increasing(self) -> "DataAmountParams":
@@ -159,7 +159,7 @@ class GlueParams(CommonParams):
     tasks: list[TASK_NAMES] = Field(["stsb", "sst2", "qnli", "mrpc"], min_length=1, description="tasks to merge on")
     pairs: list[list[int]] = Field(TINY_PAIRS, min_length=1, description="pairs of seeds [A, B]")
     n_sentences: int | None = Field(2000, ge=1, description="training examples for the correlations (null = all)")
-    max_validation: int | None = Field(500, ge=1, description="validation examples per λ (null = all)")
+    max_validation: int | None = Field(300, ge=1, description="validation examples per λ (null = all)")
     batch_size: int = Field(8, ge=1, description="examples per batch in the feature pass")
     n_lambdas: int = Field(21, ge=3, description="points on the interpolation path")
 

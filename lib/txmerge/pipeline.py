@@ -283,7 +283,7 @@ class MLMExperiment(Experiment):
 
     kind = "mlm"
 
-    def __init__(self, preset: str, *, eval_blocks: int | None = 160, text_mode: str = "clean", eval_seed: int = 42,
+    def __init__(self, preset: str, *, eval_blocks: int | None = 96, text_mode: str = "clean", eval_seed: int = 42,
                  eval_batch_size: int = 64, **kwargs):
         super().__init__(preset, **kwargs)
         self.eval_blocks = eval_blocks

@@ -344,7 +344,7 @@ class FinetuneRecipe:
     lr: float = 1e-4
     weight_decay: float = 0.0
     max_length: int = 128
-    max_train: int | None = 4000
+    max_train: int | None = 2000
     head_seed: int = 42
     threads: int = 1
 

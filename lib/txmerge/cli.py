@@ -166,6 +166,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         print(f"tokenizer with {len(tok)} tokens written to {zoo.tokenizer_dir()}")
     elif args.zoo_cmd == "finetune":
         entry = zoo.finetune_seed(args.task, args.seed)
+        zoo.write_glue_manifest()
         print(json.dumps({k: entry[k] for k in ("task", "seed", "validation")}, indent=1))
     return 0
 

@@ -42,6 +42,9 @@ def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> 
         total += float(loss) * k
         count += k
     model.train(was_training)
+    if count == 0:
+        raise TxmergeError("No token of the MLM evaluation set is masked; give more evaluation text or blocks "
+                           "(15% of the tokens are masked), or check the labels (-100 marks unmasked tokens).")
     loss = total / count
     return {"loss": loss, "ppl": float(np.exp(min(loss, 50.0)))}
 

@@ -28,6 +28,8 @@ def check_lambdas(lambdas) -> np.ndarray:
     lam = np.asarray(lambdas, dtype=float)
     if lam.ndim != 1 or lam.size < 2:
         raise TxmergeError("The λ grid needs at least the two endpoints 0 and 1, e.g. np.arange(21) / 20.")
+    if not np.all(np.isfinite(lam)):
+        raise TxmergeError(f"The λ grid contains NaN or infinite values ({lam.tolist()}); use finite numbers in [0, 1], e.g. np.arange(21) / 20.")
     if not (np.isclose(lam[0], 0.0) and np.isclose(lam[-1], 1.0)):
         raise TxmergeError(
             f"The λ grid runs from {lam[0]:g} to {lam[-1]:g} but must start at 0 (model B) and end at 1 (model A): "
@@ -55,6 +57,10 @@ class InterpolationPath:
 
     def __init__(self, model_a: torch.nn.Module, model_b: torch.nn.Module):
         sd_a, sd_b = model_a.state_dict(), model_b.state_dict()
+        extra = sorted(set(sd_a) - set(sd_b))
+        if extra:
+            raise TxmergeError(f"Model A has parameters that model B lacks (e.g. {extra[:3]}); "
+                               "interpolate two models of one architecture (same layers, heads and task head).")
         self.model = copy.deepcopy(model_b).float().eval()
         self._pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         seen: set[int] = set()

@@ -210,6 +210,8 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
+        if "rng" in state:  # dropout draws from the global generator: resume it where it stopped
+            torch.set_rng_state(state["rng"])
 
     n_blocks = blocks.shape[0]
     per_epoch = n_blocks // recipe.batch_size
@@ -239,7 +241,7 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
             bar.set_postfix(train=f"{running:.3f}", heldout=f"{log[-1]['heldout_loss']:.3f}")
         if step % recipe.ckpt_every == 0 or step == recipe.steps:
             state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                     "log": log, "elapsed": time.time() - t0, "recipe": asdict(recipe)}
+                     "log": log, "elapsed": time.time() - t0, "recipe": asdict(recipe), "rng": torch.get_rng_state()}
             tmp = work / "state.tmp"
             torch.save(state, tmp)
             os.replace(tmp, ckpt)
@@ -414,7 +416,8 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     out_dir = finetuned_path(task, seed, out_root)
     model.eval()
     model.cpu().half().save_pretrained(out_dir)
-    entry = {"task": task, "seed": seed, "base": base, "recipe": asdict(recipe), "epochs": epochs,
+    base_rel = os.path.relpath(base, zoo_dir()) if Path(base).is_dir() and zoo_dir() in Path(base).resolve().parents else base
+    entry = {"task": task, "seed": seed, "base": base_rel, "recipe": asdict(recipe), "epochs": epochs,
              "train_examples": len(train), "validation_examples": len(ds["validation"]), "validation": log[-1],
              "curve": log, "sha256": file_sha256(out_dir / "model.safetensors"), "wall_seconds": round(time.time() - t0, 1),
              "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {recipe.threads} thread(s)"}

@@ -15,7 +15,7 @@ from transformers import BertForMaskedLM
 from conftest import tiny_bert, token_batches
 from txmerge import data
 from txmerge.errors import TxmergeError
-from txmerge.evaluate import mlm_loss, task_loss
+from txmerge.evaluate import mlm_loss, task_loss, unigram_mlm_loss
 from txmerge.interpolate import (
     InterpolationPath,
     check_lambdas,
@@ -359,3 +359,19 @@ def test_mlm_eval_set_masks_skip_special_tokens_and_hit_about_15_percent(zoo_tok
     assert 0.12 < rate < 0.18, rate
     replaced = (es["input_ids"][chosen] == zoo_tokenizer.mask_token_id).float().mean().item()
     assert 0.7 < replaced < 0.9, replaced  # BERT's 80 % [MASK]
+
+
+# ------------------------------------------------------------------------------ context-free baseline
+def test_unigram_mlm_loss_hand_computed():
+    """Counts 3×token 5 and 1×token 6 in a vocabulary of 8, add-one: p5 = 4/12, p6 = 2/12."""
+    train = torch.tensor([[5, 5, 5, 6]])
+    es = {"labels": torch.tensor([[5, -100, 6, -100]])}
+    expected = -(np.log(4 / 12) + np.log(2 / 12)) / 2
+    assert unigram_mlm_loss(train, es, vocab_size=8) == pytest.approx(expected)
+
+
+def test_unigram_mlm_loss_is_uniform_without_training_tokens_and_refuses_no_masks():
+    es = {"labels": torch.tensor([[1, 2, -100]])}
+    assert unigram_mlm_loss(torch.zeros(0, dtype=torch.long), es, vocab_size=10) == pytest.approx(np.log(10))
+    with pytest.raises(TxmergeError):
+        unigram_mlm_loss(torch.tensor([1, 2]), {"labels": torch.full((1, 3), -100)}, vocab_size=10)

@@ -49,6 +49,18 @@ def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> 
     return {"loss": loss, "ppl": float(np.exp(min(loss, 50.0)))}
 
 
+def unigram_mlm_loss(train_ids: torch.Tensor, eval_set: dict[str, torch.Tensor], vocab_size: int) -> float:
+    """Loss (nats) of a model that ignores context: add-one smoothed token frequencies of ``train_ids``
+    (any shape) scored on the masked tokens of ``eval_set``. An MLM below this line uses its context."""
+    counts = torch.bincount(train_ids.flatten().long(), minlength=vocab_size)[:vocab_size].double() + 1.0
+    log_p = (counts / counts.sum()).log()
+    labels = eval_set["labels"]
+    targets = labels[labels != -100]
+    if targets.numel() == 0:
+        raise TxmergeError("No token of the MLM evaluation set is masked; give more evaluation text or blocks.")
+    return float(-log_p[targets].mean())
+
+
 @torch.inference_mode()
 def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: bool) -> dict[str, float]:
     """Validation loss of a ``BertForSequenceClassification`` plus its metric.

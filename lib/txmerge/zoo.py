@@ -167,6 +167,20 @@ def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32)
     return mlm_loss(model, eval_set, batch_size)["loss"]
 
 
+def unigram_baseline(preset: str = "tiny") -> float:
+    """The held-out MLM loss (nats) of token frequencies alone, on the held-out set of ``preset``'s zoo
+    training curves (same blocks and masks): the level a model reaches without using context."""
+    from .evaluate import unigram_mlm_loss
+
+    recipe, root = {"tiny": (TinyRecipe(), None), "smoke": (SMOKE_RECIPE, smoke_root())}.get(preset, (None, None))
+    if recipe is None:
+        raise TxmergeError(f"The unigram baseline is defined for the zoo presets tiny and smoke, not {preset!r}.")
+    tokenizer = load_tokenizer(tokenizer_dir(root))
+    blocks = _pretraining_blocks(tokenizer, recipe.block_size)
+    eval_set = data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
+    return unigram_mlm_loss(blocks, eval_set, len(tokenizer))
+
+
 def _lr_lambda(recipe: TinyRecipe):
     warm = max(1, int(recipe.warmup_fraction * recipe.steps))
 

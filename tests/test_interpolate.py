@@ -15,10 +15,12 @@ from transformers import BertForMaskedLM
 from conftest import tiny_bert, token_batches
 from txmerge import data
 from txmerge.errors import TxmergeError
-from txmerge.evaluate import mlm_loss, task_loss, unigram_mlm_loss
+from txmerge.evaluate import label_prior_baseline, mlm_loss, task_loss, unigram_mlm_loss
 from txmerge.interpolate import (
     InterpolationPath,
     check_lambdas,
+    dips_below_endpoints,
+    m_shaped,
     default_lambdas,
     interpolate_state_dicts,
     interpolation_curve,
@@ -375,3 +377,24 @@ def test_unigram_mlm_loss_is_uniform_without_training_tokens_and_refuses_no_mask
     assert unigram_mlm_loss(torch.zeros(0, dtype=torch.long), es, vocab_size=10) == pytest.approx(np.log(10))
     with pytest.raises(TxmergeError):
         unigram_mlm_loss(torch.tensor([1, 2]), {"labels": torch.full((1, 3), -100)}, vocab_size=10)
+
+
+# ------------------------------------------------------------------------------ curve shapes, priors
+def test_curve_shapes():
+    assert dips_below_endpoints([1.0, 0.8, 1.2]) and not dips_below_endpoints([1.0, 1.1, 1.2])
+    assert not dips_below_endpoints([1.0, 2.0])
+    lam = [0, 0.25, 0.5, 0.75, 1]
+    assert m_shaped([1.0, 1.5, 1.0, 1.5, 1.0], lam)
+    assert not m_shaped([1.0, 1.5, 2.0, 1.5, 1.0], lam)  # a plain bump
+    assert not m_shaped([1.0, 1.5, 1.0, 1.02, 1.0], lam)  # the right bump is within the margin
+
+
+def test_label_prior_baseline():
+    # classes 0,0,0,1 in training (add-one: 4/6, 2/6); validation 0,1 -> majority accuracy 1/2
+    out = label_prior_baseline([0, 0, 0, 1], [0, 1], is_regression=False)
+    assert out["accuracy"] == pytest.approx(0.5)
+    assert out["loss"] == pytest.approx(-(np.log(4 / 6) + np.log(2 / 6)) / 2)
+    reg = label_prior_baseline([1.0, 3.0], [0.0, 4.0], is_regression=True)  # mean 2 -> MSE 4
+    assert reg["loss"] == pytest.approx(4.0) and np.isnan(reg["pearson"])
+    with pytest.raises(TxmergeError):
+        label_prior_baseline([], [1], is_regression=False)

@@ -61,6 +61,21 @@ def unigram_mlm_loss(train_ids: torch.Tensor, eval_set: dict[str, torch.Tensor],
     return float(-log_p[targets].mean())
 
 
+def label_prior_baseline(train_labels, validation_labels, is_regression: bool) -> dict[str, float]:
+    """The validation loss and metric of a model that ignores its input: the training mean (regression, MSE)
+    or the add-one smoothed training class frequencies (cross-entropy; accuracy of the majority class).
+    A fine-tune that does not beat this has learned nothing from the text."""
+    train, val = np.asarray(train_labels), np.asarray(validation_labels)
+    if train.size == 0 or val.size == 0:
+        raise TxmergeError("The prior baseline needs at least one training and one validation label.")
+    if is_regression:
+        return {"loss": float(np.mean((val.astype(float) - train.astype(float).mean()) ** 2)),
+                "pearson": float("nan"), "spearman": float("nan")}
+    k = int(max(train.max(), val.max())) + 1
+    prior = (np.bincount(train.astype(int), minlength=k) + 1.0) / (train.size + k)
+    return {"loss": float(-np.log(prior[val.astype(int)]).mean()), "accuracy": float((val == prior.argmax()).mean())}
+
+
 @torch.inference_mode()
 def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: bool) -> dict[str, float]:
     """Validation loss of a ``BertForSequenceClassification`` plus its metric.

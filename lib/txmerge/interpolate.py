@@ -123,6 +123,22 @@ def loss_barrier_linear(losses, lambdas=None) -> float:
     return float(np.max(loss - (lam * loss[-1] + (1 - lam) * loss[0])))
 
 
+def dips_below_endpoints(losses) -> bool:
+    """Whether some interior point of a curve (losses over λ, endpoints first and last) is below both endpoints."""
+    loss = np.asarray(losses, dtype=float)
+    return bool(loss.size > 2 and loss[1:-1].min() < min(loss[0], loss[-1]))
+
+
+def m_shaped(losses, lambdas=None, margin: float = 0.05) -> bool:
+    """Whether a curve has a bump on each side of a lower middle (the paper's "M" shape): the highest loss on
+    λ < 0.5 and on λ > 0.5 both exceed the loss at λ = 0.5 by more than ``margin`` (relative)."""
+    loss = np.asarray(losses, dtype=float)
+    lam = check_lambdas(default_lambdas(loss.size) if lambdas is None else lambdas)
+    mid = loss[np.argmin(np.abs(lam - 0.5))]
+    left, right = loss[lam < 0.5].max(), loss[lam > 0.5].max()
+    return bool(min(left, right) > mid + margin * max(abs(mid), 1e-9))
+
+
 def mean_se(values) -> tuple[float, float]:
     """Mean and standard error (sample std / √n) of per-pair values; the s.e. is NaN for one pair."""
     v = np.asarray(values, dtype=float)

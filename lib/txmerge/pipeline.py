@@ -26,7 +26,7 @@ import torch
 from . import data, zoo
 from .cache import cached
 from .errors import TxmergeError
-from .evaluate import mlm_loss, task_loss
+from .evaluate import label_prior_baseline, mlm_loss, task_loss
 from .features import all_nodes, collect_pair_moments
 from .interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear, mean_se
 from .matching import Alignment, MergeMethod, compute_alignment
@@ -369,6 +369,12 @@ class TaskExperiment(Experiment):
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         return task_loss(model, self.eval_batches(), self.info.is_regression)
+
+    def prior_baseline(self) -> dict[str, float]:
+        """Loss and metric on the evaluated validation examples of a model that ignores the text
+        (``evaluate.label_prior_baseline`` fitted on the training labels)."""
+        labels = torch.cat([b["labels"] for b in self.eval_batches()]).numpy()
+        return label_prior_baseline(list(self.dataset()["train"]["label"]), labels, self.info.is_regression)
 
     def verify_inputs(self) -> dict[str, torch.Tensor]:
         b = self.eval_batches()[0]

@@ -357,10 +357,10 @@ class FinetuneRecipe:
     epochs: int = 3
     mrpc_epochs: int = 5
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float = 3e-4
     weight_decay: float = 0.0
     max_length: int = 128
-    max_train: int | None = 2000
+    max_train: int | None = 4000
     head_seed: int = 42
     threads: int = 1
 

@@ -35,11 +35,14 @@ def _copy_worktree(dest: Path) -> Path:
     return mod.copy_worktree(dest, REPO, skip=("tests", "bench", ".ci"))
 
 
-def _make(root: Path, env: dict[str, str], *args: str) -> float:
+def _make(root: Path, env: dict[str, str], *args: str, log: str | None = None) -> float:
     start = time.monotonic()
     proc = subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = time.monotonic() - start
+    if log:  # the per-chapter times ("chapter X done in N s") are in there
+        (REPO / "bench" / "out").mkdir(parents=True, exist_ok=True)
+        (REPO / "bench" / "out" / log).write_text(proc.stdout)
     if proc.returncode:
         sys.stdout.write(proc.stdout[-4000:])
         raise SystemExit(f"make {' '.join(args)} failed (exit {proc.returncode})")
@@ -67,8 +70,8 @@ def main() -> int:
         _make(root, env, "venv")  # an install is not part of the build time
 
     _make(root, env, "clean", *make_args)
-    cold = _make(root, env, "book", *make_args)
-    warm = _make(root, env, "book", *make_args)
+    cold = _make(root, env, "book", *make_args, log=f"bench_book_{args.preset}_cold.log")
+    warm = _make(root, env, "book", *make_args, log=f"bench_book_{args.preset}_warm.log")
 
     cold_budget, warm_budget = BUDGET_S[args.preset]
     result = {

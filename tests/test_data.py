@@ -466,3 +466,17 @@ def test_committed_novels_regenerate_byte_identically():
     result = subprocess.run([sys.executable, str(REPO / "tools" / "make_novels.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "byte-identical" in result.stdout
+
+
+def test_subsample_is_a_seeded_spread_subset_not_the_first_rows():
+    """Some sources are sorted by label (the SST-2 analogue's validation split is): a cap must not keep only
+    the first rows."""
+    ds = datasets.Dataset.from_dict({"label": [0] * 500 + [1] * 500, "i": list(range(1000))})
+    sub = data.subsample(ds, 100, seed=1)
+    assert len(sub) == 100 and 20 < sum(sub["label"]) < 80
+    assert list(sub["i"]) == sorted(sub["i"])  # original order kept
+    assert list(sub["i"]) == list(data.subsample(ds, 100, seed=1)["i"])  # deterministic
+    assert list(sub["i"]) != list(data.subsample(ds, 100, seed=2)["i"])
+    assert len(data.subsample(ds, None, seed=0)) == 1000 and len(data.subsample(ds, 5000, seed=0)) == 1000
+    with pytest.raises(TxmergeError):
+        data.subsample(ds, 0, seed=0)

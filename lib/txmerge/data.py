@@ -595,7 +595,9 @@ def glue_from_hub_rows(task: str, ds: datasets.Dataset) -> datasets.Dataset:
                   features=TASK_FEATURES_REG if regression else TASK_FEATURES_CLS, desc=f"glue/{task}")
 
 
-def _subsample(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+def subsample(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+    """At most ``n`` rows of ``ds``: a seeded random subset kept in the original order (all rows when ``n`` is None).
+    Never the first ``n`` rows: some sources are sorted by label or genre."""
     if n is None or n >= len(ds):
         return ds
     if n < 1:
@@ -626,8 +628,8 @@ def glue_task(name: str, preset: str = "tiny", *, max_train: int | None = None, 
         if preset == "smoke":
             max_train = min(max_train or SMOKE_TRAIN, SMOKE_TRAIN)
             max_validation = min(max_validation or SMOKE_VALIDATION, SMOKE_VALIDATION)
-    return datasets.DatasetDict(train=_subsample(dd["train"], max_train, seed),
-                                validation=_subsample(dd["validation"], max_validation, seed + 1))
+    return datasets.DatasetDict(train=subsample(dd["train"], max_train, seed),
+                                validation=subsample(dd["validation"], max_validation, seed + 1))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -320,6 +320,10 @@ class MLMExperiment(Experiment):
         return {"input_ids": es["input_ids"][:4], "attention_mask": es["attention_mask"][:4]}
 
 
+#: the validation subset (``max_validation``) is the same for every correlation seed
+VALIDATION_SAMPLE_SEED = 1
+
+
 class TaskExperiment(Experiment):
     """GLUE-style merging of fine-tuned models: features on the task's training data, loss on its validation set."""
 
@@ -346,23 +350,20 @@ class TaskExperiment(Experiment):
         return zoo.load_model(self.model_path(seed), "seqcls")
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "task": self.task}
+        return {**super().settings(), "task": self.task, "correlation_sample": "seeded subset"}
 
     def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
-        train = self.dataset()["train"]
-        if n_sentences is not None:
-            train = train.select(range(min(n_sentences, len(train))))
+        # a seeded random subset: some training sets are sorted by label or genre
+        train = data.subsample(self.dataset()["train"], n_sentences, seed=self.corr_seed)
         batches = data.task_batches(train, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length)
         return [{k: v for k, v in b.items() if k != "labels"} for b in batches]
 
     def eval_settings(self) -> dict[str, Any]:
-        return {"max_validation": self.max_validation}
+        return {"max_validation": self.max_validation, "validation_sample": "seeded subset"}
 
     def eval_batches(self) -> list[dict[str, torch.Tensor]]:
         if self._eval_batches is None:
-            val = self.dataset()["validation"]
-            if self.max_validation is not None:
-                val = val.select(range(min(self.max_validation, len(val))))
+            val = data.subsample(self.dataset()["validation"], self.max_validation, seed=VALIDATION_SAMPLE_SEED)
             self._eval_batches = list(data.task_batches(val, self.tokenizer, batch_size=self.eval_batch_size,
                                                         max_length=self.max_length))
         return self._eval_batches

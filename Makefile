@@ -105,6 +105,8 @@ book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build th
 	  echo "error: make book needs EXECUTED=executed (the toc points there); build a copy of the repository instead." >&2; exit 2; fi
 	@if [ "$(notdir $(BUILD))" != _build ]; then \
 	  echo "error: BUILD must end in /_build (Jupyter Book appends _build to its output path)." >&2; exit 2; fi
+	@# pages that {glue} other chapters' outputs: Sphinx does not see that dependency, so mark them changed
+	@touch $$(grep -l '{glue' book/*.md)
 	$(BIN)jupyter-book build . $(JB_FLAGS) --path-output $(BUILD_PARENT)
 	@echo "==> open $(BUILD)/html/index.html"
 

@@ -67,7 +67,7 @@ def _break_first_chapter(root: Path) -> str:
     """Insert a failing cell right after the parameters cell of the first chapter; return its stem."""
     src = sorted((root / "notebooks").glob("*.md"))[0]
     text = src.read_text()
-    m = re.search(r"```\{code-cell\}[^\n]*\n:tags: \[parameters\]\n.*?\n```\n", text, re.S)
+    m = re.search(r"```\{code-cell\}[^\n]*\n:tags: \[parameters[^\]]*\]\n.*?\n```\n", text, re.S)
     assert m, f"{src.name} has no parameters cell"
     broken = "\n```{code-cell} ipython3\nraise RuntimeError('deliberately broken chapter')\n```\n"
     src.write_text(text[: m.end()] + broken + text[m.end() :])

@@ -30,6 +30,7 @@ PALETTE: dict[str, str] = {
     "permute": _CB[1],  # orange
     "identity": _CB[7],  # grey
     "first": _CB[9],  # light blue
+    "full": _CB[9],  # = FF + Head-Perm + residual "first" (the GLUE chapter)
     "last": _CB[5],  # brown
     "all": _CB[6],  # pink
     "separate": "#117733",  # dark green

@@ -430,7 +430,10 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     out_dir = finetuned_path(task, seed, out_root)
     model.eval()
     model.cpu().half().save_pretrained(out_dir)
-    base_rel = os.path.relpath(base, zoo_dir()) if Path(base).is_dir() and zoo_dir() in Path(base).resolve().parents else base
+    try:  # record a zoo model relative to the zoo (a Hub id or an outside folder as given)
+        base_rel = Path(base).resolve().relative_to(zoo_dir().resolve()).as_posix()
+    except ValueError:
+        base_rel = base
     entry = {"task": task, "seed": seed, "base": base_rel, "recipe": asdict(recipe), "epochs": epochs,
              "train_examples": len(train), "validation_examples": len(ds["validation"]), "validation": log[-1],
              "curve": log, "sha256": file_sha256(out_dir / "model.safetensors"), "wall_seconds": round(time.time() - t0, 1),

@@ -90,3 +90,11 @@ def flatness_verdict(means, ses, tolerance: float = 0.25) -> str:
     means = np.asarray(means, float)
     spread = float(np.max(np.abs(means - means.mean())) / max(abs(means.mean()), 1e-9))
     return "confirmed" if spread <= tolerance else "not confirmed"
+
+
+def beats_prior(values, prior: float, higher_is_better: bool) -> bool:
+    """Whether every fine-tune's ``values`` (a metric or a loss per seed) beats the prior baseline's
+    ``prior``; a NaN prior (Pearson of a constant prediction) counts as 0."""
+    v = np.asarray(values, float)
+    ref = 0.0 if np.isnan(prior) else float(prior)
+    return bool(v.size > 0 and ((v > ref).all() if higher_is_better else (v < ref).all()))

@@ -106,7 +106,7 @@ book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build th
 	@if [ "$(notdir $(BUILD))" != _build ]; then \
 	  echo "error: BUILD must end in /_build (Jupyter Book appends _build to its output path)." >&2; exit 2; fi
 	@# pages that {glue} other chapters' outputs: Sphinx does not see that dependency, so mark them changed
-	@touch $$(grep -l '{glue' book/*.md)
+	@for page in $$(grep -l '{glue' book/*.md); do touch "$$page"; done
 	$(BIN)jupyter-book build . $(JB_FLAGS) --path-output $(BUILD_PARENT)
 	@echo "==> open $(BUILD)/html/index.html"
 

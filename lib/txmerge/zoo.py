@@ -172,8 +172,11 @@ def unigram_baseline(preset: str = "tiny") -> float:
     training curves (same blocks and masks): the level a model reaches without using context."""
     from .evaluate import unigram_mlm_loss
 
-    recipe, root = {"tiny": (TinyRecipe(), None), "smoke": (SMOKE_RECIPE, smoke_root())}.get(preset, (None, None))
-    if recipe is None:
+    if preset == "tiny":
+        recipe, root = TinyRecipe(), None
+    elif preset == "smoke":
+        recipe, root = SMOKE_RECIPE, smoke_root()
+    else:
         raise TxmergeError(f"The unigram baseline is defined for the zoo presets tiny and smoke, not {preset!r}.")
     tokenizer = load_tokenizer(tokenizer_dir(root))
     blocks = _pretraining_blocks(tokenizer, recipe.block_size)

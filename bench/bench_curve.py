@@ -19,6 +19,7 @@ position), the overhead per λ, and the time of one ``InterpolationPath.set`` al
 Projection of one paper-scale pair (BERT-base): 100k correlation sentences ≈ 1.6M tokens through both
 models (the feature-statistics pass, every node), plus 21 λ × 250k evaluation tokens, from per-token
 times measured in this run at BERT-base size (a short probe of a few blocks unless ``--bert-base``):
+statistics = the fixed cost of one pass + 1.6M × seconds per token (from passes over n and 2n blocks);
 curve = 21 × (250k × bare seconds per token + the fixed cost of one λ update). With few blocks per λ
 (``--bert-base`` uses 2) the fixed λ update dominates the measured ratio; at 250k tokens per λ it vanishes.
 """
@@ -125,16 +126,23 @@ def measure_curve(size: str, n_blocks: int, batch_size: int, repeats: int, clock
                 eval_s_per_token=t["curve"] / (N_LAMBDA * tokens))
 
 
-def measure_stats_per_token(size: str, n_blocks: int, batch_size: int, clock: Clock, device: torch.device) -> float:
-    """Seconds per correlation token of the feature-statistics pass (both models, every node)."""
+def measure_stats_cost(size: str, n_blocks: int, batch_size: int, clock: Clock, device: torch.device) -> tuple[float, float]:
+    """(seconds per correlation token, fixed seconds per pass) of the feature-statistics pass (both
+    models, every node), from passes over ``n_blocks`` and ``2 * n_blocks`` blocks: the fixed part
+    (allocating and flushing the float64 sums, ~1 GB at BERT-base) must not be spread over a short probe's tokens."""
     a, b = build(size, 0, device), build(size, 1, device)
-    es = eval_set(size, n_blocks, device, seed=1)
+    es = eval_set(size, 2 * n_blocks, device, seed=1)
+    batch_size = min(batch_size, n_blocks)
     batches = [{"input_ids": es["input_ids"][i : i + batch_size], "attention_mask": es["attention_mask"][i : i + batch_size]}
-               for i in range(0, n_blocks, batch_size)]
+               for i in range(0, 2 * n_blocks, batch_size)]
     collect_pair_moments(a, b, batches[:1], progress=False)  # warm-up
-    t0 = clock()
-    collect_pair_moments(a, b, batches, progress=False)
-    return (clock() - t0) / (n_blocks * SEQ)
+    seconds = []
+    for part in (batches[: len(batches) // 2], batches):
+        t0 = clock()
+        collect_pair_moments(a, b, part, progress=False)
+        seconds.append(clock() - t0)
+    per_token = max(seconds[1] - seconds[0], 0.0) / (n_blocks * SEQ)
+    return per_token, max(seconds[0] - n_blocks * SEQ * per_token, 0.0)
 
 
 def fmt_hours(seconds: float) -> str:
@@ -151,7 +159,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--wall", action="store_true", help="time with wall clock instead of process CPU time (always on a GPU)")
-    p.add_argument("--probe-blocks", type=int, default=2, help="BERT-base blocks of the projection probe (when not --bert-base)")
+    p.add_argument("--probe-blocks", type=int, default=4, help="BERT-base blocks of the projection probe (when not --bert-base)")
     p.add_argument("--no-projection", action="store_true", help="skip the BERT-base probe and the paper-scale projection")
     args = p.parse_args()
     size = "bert-base" if args.bert_base else args.size
@@ -176,7 +184,7 @@ def main() -> None:
         if size == "bert-base":
             bare_tok = r["bare_s"] / (N_LAMBDA * r["tokens_per_pass"])
             per_lambda = max(r["overhead_per_lambda_s"], 0.0)
-            stats_tok = measure_stats_per_token("bert-base", n_blocks, args.eval_batch_size, clock, device)
+            stats_tok, stats_fixed = measure_stats_cost("bert-base", n_blocks, args.eval_batch_size, clock, device)
             probe = f"measured above, {n_blocks} blocks"
         else:  # a short BERT-base probe: bare throughput, the cost of one λ update, the statistics pass
             probe_blocks = args.probe_blocks
@@ -191,17 +199,17 @@ def main() -> None:
                 path.set(lam)
             per_lambda = (clock() - t0) / 2
             del a, b, path
-            stats_tok = measure_stats_per_token("bert-base", probe_blocks, args.eval_batch_size, clock, device)
+            stats_tok, stats_fixed = measure_stats_cost("bert-base", probe_blocks, args.eval_batch_size, clock, device)
             probe = f"BERT-base probe of {probe_blocks} blocks"
-        t_stats = PAPER_CORR_TOKENS * stats_tok
+        t_stats = stats_fixed + PAPER_CORR_TOKENS * stats_tok
         t_bare = N_LAMBDA * PAPER_EVAL_TOKENS * bare_tok
         t_curve = t_bare + N_LAMBDA * per_lambda
         r.update(proj_stats_s=t_stats, proj_curve_s=t_curve, proj_total_s=t_stats + t_curve, proj_curve_ratio=t_curve / t_bare,
                  bert_base_bare_s_per_token=bare_tok, bert_base_overhead_per_lambda_s=per_lambda,
-                 bert_base_stats_s_per_pair_token=stats_tok)
+                 bert_base_stats_s_per_pair_token=stats_tok, bert_base_stats_fixed_s=stats_fixed)
         print(f"paper-scale pair projection ({where}; {probe}):")
         print(f"  feature statistics, {PAPER_CORR_TOKENS / 1e6:.1f}M tokens through both BERT-base models: "
-              f"{1e3 * stats_tok:.2f} ms/token -> {fmt_hours(t_stats)}")
+              f"{1e3 * stats_tok:.2f} ms/token + {stats_fixed:.1f} s per pass -> {fmt_hours(t_stats)}")
         print(f"  curve, {N_LAMBDA} λ x {PAPER_EVAL_TOKENS // 1000}k tokens: {1e3 * bare_tok:.3f} ms/token + {1e3 * per_lambda:.0f} ms per λ "
               f"-> {fmt_hours(t_curve)} (curve / bare at this scale: {t_curve / t_bare:.4f}x)")
         print(f"  one pair, one method: {fmt_hours(t_stats + t_curve)} (each further method on the same pair adds the curve only)")

@@ -250,8 +250,11 @@ def test_update_algebra_is_exact_on_integer_features():
     for i in range(0, 200, 7):
         stream.update(xa[i:i + 7], xb[i:i + 7])
     ref_cross, ref_var = _ref_cov(xa.numpy(), xb.numpy())
-    for m in (whole, stream, stream.merged(PairMoments.empty(torch.ones(12)))):
+    empty_first = PairMoments.empty(torch.ones(12), full=True).merged(stream)  # unwritten sums read as zero
+    for m in (whole, stream, stream.merged(PairMoments.empty(torch.ones(12))), empty_first):
         cov = m.covariance()
         assert m.n == 200
+        if m.sum_zz is not None:
+            np.testing.assert_allclose(cov.full[:6, 6:], ref_cross, atol=1e-12)
         np.testing.assert_allclose(cov.cross, ref_cross, atol=1e-12)
         np.testing.assert_allclose(cov.var, ref_var, atol=1e-12)

@@ -22,6 +22,10 @@ def mlm_loss_masked_only(model, input_ids, attention_mask, labels) -> torch.Tens
     return torch.nn.functional.cross_entropy(logits, labels[chosen])
 
 
+NO_MASKED_TOKEN = ("No token of the MLM evaluation set is masked; give more evaluation text or blocks "
+                   "(15% of the tokens are masked), or check the labels (-100 marks unmasked tokens).")
+
+
 @torch.inference_mode()
 def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> dict[str, float]:
     """{"loss": mean masked-token cross-entropy in nats, "ppl": exp(loss)} on a fixed-mask set from ``data.mlm_eval_set``."""
@@ -43,8 +47,7 @@ def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> 
         count += k
     model.train(was_training)
     if count == 0:
-        raise TxmergeError("No token of the MLM evaluation set is masked; give more evaluation text or blocks "
-                           "(15% of the tokens are masked), or check the labels (-100 marks unmasked tokens).")
+        raise TxmergeError(NO_MASKED_TOKEN)
     loss = total / count
     return {"loss": loss, "ppl": float(np.exp(min(loss, 50.0)))}
 
@@ -57,7 +60,7 @@ def unigram_mlm_loss(train_ids: torch.Tensor, eval_set: dict[str, torch.Tensor],
     labels = eval_set["labels"]
     targets = labels[labels != -100]
     if targets.numel() == 0:
-        raise TxmergeError("No token of the MLM evaluation set is masked; give more evaluation text or blocks.")
+        raise TxmergeError(NO_MASKED_TOKEN)
     return float(-log_p[targets].mean())
 
 

@@ -12,7 +12,8 @@ Prints time ratios, all over the same tokens and nodes (default: every node, the
 - ``vs model``: collect_pair_moments / bare forward of both full models (``model(**batch)``: the MLM
   head runs on every position), what a user would otherwise run.
 - ``floor``: (bare encoder forwards + the bare float32 cross products ``x_Aᵀ x_B`` the statistics
-  cannot avoid, one ``mm`` per node and batch on random tensors of the same shapes) / bare encoder
+  cannot avoid, one ``addmm_`` per node and batch into a preallocated accumulator, on random tensors
+  of the same shapes) / bare encoder
   forwards. No float32 implementation can beat it: for FF nodes the products alone are (4d)² = 16d²
   MACs per token per layer against ≈ 24d² for both encoders' forwards.
 - ``vs floor``: collect_pair_moments / floor, the overhead of our bookkeeping (selection, centring,
@@ -20,8 +21,9 @@ Prints time ratios, all over the same tokens and nodes (default: every node, the
 Each is printed for the whole pass and (at BERT-base, or with ``--marginal``) for its marginal cost
 (the extra seconds of the second half of the batches), which drops the fixed cost of one pass
 (allocating ~1 GB of float64 sums at BERT-base): what a paper-scale pass over millions of tokens
-pays. At small size the fixed cost is negligible and the marginal figure mostly noise. Measured here (2-core VM, 1 thread): at BERT-base 1.70–1.87× the encoders,
-floor 1.53–1.63×, 1.11–1.14× the floor; at small size 1.6–1.75×, floor 1.42–1.49×, 1.10–1.22× the floor.
+pays. At small size the fixed cost is negligible and the marginal figure mostly noise.
+Measured on a 2-core VM, 1 thread: at BERT-base 1.70–1.87× the encoders, floor 1.53–1.63×,
+1.11–1.14× the floor; at small size 1.6–1.75×, floor 1.42–1.49×, 1.10–1.22× the floor.
 Then the peak resident memory of the statistics pass with 1× and 10× the tokens (fresh processes,
 batches generated on the fly), and whether it is flat.
 """

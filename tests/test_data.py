@@ -462,7 +462,6 @@ def test_real_sources_fetch_checksum_and_counts(tmp_path, monkeypatch):
 
 @pytest.mark.network
 def test_committed_novels_regenerate_byte_identically():
-
     result = subprocess.run([sys.executable, str(REPO / "tools" / "make_novels.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "byte-identical" in result.stdout

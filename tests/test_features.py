@@ -250,7 +250,7 @@ def test_update_algebra_is_exact_on_integer_features():
     for i in range(0, 200, 7):
         stream.update(xa[i:i + 7], xb[i:i + 7])
     ref_cross, ref_var = _ref_cov(xa.numpy(), xb.numpy())
-    empty_first = PairMoments.empty(torch.ones(12), full=True).merged(stream)  # unwritten sums read as zero
+    empty_first = PairMoments.empty(torch.ones(12), full=True).merged(stream)  # an empty start adds nothing
     for m in (whole, stream, stream.merged(PairMoments.empty(torch.ones(12))), empty_first):
         cov = m.covariance()
         assert m.n == 200

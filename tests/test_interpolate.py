@@ -347,9 +347,19 @@ def test_mlm_eval_set_masks_are_fixed_by_the_seed(zoo_tokenizer, eval_texts):
     assert not torch.equal(one["input_ids"], other["input_ids"])
 
 
+def test_mlm_eval_set_blocks_are_spread_over_the_whole_text(zoo_tokenizer, eval_texts):
+    every = data.token_blocks(eval_texts, zoo_tokenizer, 128)
+    es = data.mlm_eval_set(eval_texts, zoo_tokenizer, max_blocks=6, seed=42)
+    rows = [next(i for i in range(len(every)) if torch.equal(every[i][es["labels"][j] == -100],
+                                                           es["input_ids"][j][es["labels"][j] == -100]))
+            for j in range(6)]
+    assert rows == sorted(rows) and len(set(rows)) == 6  # distinct blocks, in text order
+    assert rows != list(range(6)) and rows[-1] >= len(every) // 2  # not the first blocks: the sample reaches the end
+
+
 def test_mlm_eval_set_masks_skip_special_tokens_and_hit_about_15_percent(zoo_tokenizer, eval_texts):
     es = data.mlm_eval_set(eval_texts, zoo_tokenizer, max_blocks=8, seed=7)
-    original = data.token_blocks(eval_texts, zoo_tokenizer, 128, 8)
+    original = data.token_blocks(eval_texts, zoo_tokenizer, 128, 8, sample_seed=7)
     special = torch.isin(original, torch.tensor(zoo_tokenizer.all_special_ids))
     assert special.any()  # [CLS]/[SEP] are in the blocks
     chosen = es["labels"] != -100

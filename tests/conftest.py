@@ -6,11 +6,20 @@ from typing import Callable
 
 import pytest
 import torch
+import transformers
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 torch.set_num_threads(1)
 
 BERT_CLASSES = {"base": BertModel, "mlm": BertForMaskedLM, "cls": BertForSequenceClassification}
+#: Every supported family: its config class and its model classes per kind ("mlm" = the family's LM head).
+FAMILIES = {
+    "bert": ("BertConfig", {"base": "BertModel", "mlm": "BertForMaskedLM", "cls": "BertForSequenceClassification"}),
+    "roberta": ("RobertaConfig", {"base": "RobertaModel", "mlm": "RobertaForMaskedLM", "cls": "RobertaForSequenceClassification"}),
+    "distilbert": ("DistilBertConfig", {"base": "DistilBertModel", "mlm": "DistilBertForMaskedLM",
+                                        "cls": "DistilBertForSequenceClassification"}),
+    "gpt2": ("GPT2Config", {"base": "GPT2Model", "mlm": "GPT2LMHeadModel", "cls": "GPT2ForSequenceClassification"}),
+}
 
 
 def tiny_config(hidden: int = 32, layers: int = 2, heads: int = 4, ff: int = 64, vocab: int = 61, **kw) -> BertConfig:
@@ -33,6 +42,36 @@ def tiny_bert(kind: str = "mlm", seed: int = 0, **config_kw) -> torch.nn.Module:
         for name, p in model.named_parameters():
             if name.endswith("bias") or "LayerNorm" in name:
                 p.add_(0.1 * torch.randn_like(p))  # non-trivial biases and LayerNorm params
+    return model.eval()
+
+
+def family_config(family: str, hidden: int = 32, layers: int = 2, heads: int = 4, ff: int = 64, vocab: int = 61):
+    """A tiny config of ``family`` with the same sizes as :func:`tiny_config` (no dropout, sharp attention)."""
+    if family == "bert":
+        return tiny_config(hidden, layers, heads, ff, vocab)
+    cls = getattr(transformers, FAMILIES[family][0])
+    if family == "roberta":
+        return cls(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                   intermediate_size=ff, max_position_embeddings=40, initializer_range=0.2, hidden_dropout_prob=0.0,
+                   attention_probs_dropout_prob=0.0, num_labels=3, pad_token_id=1)
+    if family == "distilbert":
+        return cls(vocab_size=vocab, dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ff, max_position_embeddings=32,
+                   initializer_range=0.2, dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0, num_labels=3)
+    return cls(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ff, n_positions=32,
+               initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0,
+               num_labels=3, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def tiny_model(family: str = "bert", kind: str = "mlm", seed: int = 0, **sizes) -> torch.nn.Module:
+    """A random tiny model of ``family`` and ``kind`` (base | mlm | cls), eval mode, biases and norms made non-trivial."""
+    if family == "bert":
+        return tiny_bert(kind, seed, **{k: v for k, v in sizes.items()})
+    torch.manual_seed(seed)
+    model = getattr(transformers, FAMILIES[family][1][kind])(family_config(family, **sizes))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name.lower() or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
     return model.eval()
 
 

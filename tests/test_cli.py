@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import BertForMaskedLM
 
-from txmerge import cli, data, fetch as fetch_mod, zoo
+from txmerge import cli, data, fetch as fetch_mod, models, zoo
 from txmerge.cache import file_sha256
 from txmerge.evaluate import mlm_loss
 from txmerge.permute import apply_permutations
@@ -180,8 +180,8 @@ def test_align_then_curve_end_to_end(capsys, tmp_path, ckpts, text_file):
     # the permutations: applied to B they give exactly the written model
     perms = torch.load(out / "permutations.pt")
     assert {"ff.0", "ff.1", "attn.0", "attn.1", "residual"} <= set(perms)
-    model_b = zoo.load_model(b_path)
-    model_a = zoo.load_model(a_path)
+    model_b = models.load_model(b_path)
+    model_a = models.load_model(a_path)
     assert any(not torch.equal(p, torch.arange(len(p))) for p in perms.values())
     redo = apply_permutations(model_b, perms, bert_spec(model_b))
     sd_redo, sd_aligned = redo.state_dict(), aligned.state_dict()

@@ -304,11 +304,9 @@ def test_encode_pairs_and_batches(tokenizer, wheels):
     batches = list(data.task_batches(ss, tokenizer, batch_size=3))
     assert [len(b["labels"]) for b in batches] == [3, 3, 1]
     assert torch.equal(torch.cat([b["labels"] for b in batches]), enc["labels"])
-    collate = data.pair_collator(tokenizer)
-    out = collate([st[0], st[1]])
-    assert out["labels"].dtype == torch.float32 and out["input_ids"].shape[0] == 2
+    mixed = datasets.Dataset.from_dict({"sentence1": ["a", "a"], "sentence2": ["b", None], "label": [1, 0]})
     with pytest.raises(TxmergeError, match="mixes"):
-        collate([{"sentence1": "a", "sentence2": "b", "label": 1}, {"sentence1": "a", "sentence2": None, "label": 0}])
+        data.encode_pairs(mixed, tokenizer)
 
 
 # ---------------------------------------------------------------------------------- summary

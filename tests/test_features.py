@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_bert, token_batches
+from conftest import FAMILIES, tiny_bert, tiny_model, token_batches
 from txmerge.errors import TxmergeError
+from txmerge.models import model_inputs
 from txmerge.features import (
     PairMoments,
     all_nodes,
@@ -258,3 +259,23 @@ def test_update_algebra_is_exact_on_integer_features():
             np.testing.assert_allclose(cov.full[:6, 6:], ref_cross, atol=1e-12)
         np.testing.assert_allclose(cov.cross, ref_cross, atol=1e-12)
         np.testing.assert_allclose(cov.var, ref_var, atol=1e-12)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_hooks_the_residual_stream_and_the_inner_widths(family):
+    """res.emb and res.0.ff equal the base model's hidden states 0 and 1 (its own output_hidden_states)."""
+    a, b = tiny_model(family, "cls", seed=0, layers=2), tiny_model(family, "cls", seed=1, layers=2)
+    batches = token_batches(61, n_batches=2, seed=3)
+    m = collect_pair_moments(a, b, batches, nodes=all_nodes(2, qk=True), progress=False)
+    assert m["ff.1"].d == 64 and m["attn.0"].d == 32 and m["qk.1"].d == 32 and m["res.1.attn"].d == 32
+    big = _concat(batches)
+    keep = big["attention_mask"].bool()
+    assert m["qk.0"].n == 2 * m["res.emb"].n == 2 * int(keep.sum())
+    states = {}
+    for side, model in (("a", a), ("b", b)):
+        with torch.inference_mode():
+            out = model.base_model(**model_inputs(model.base_model, big), output_hidden_states=True)
+        states[side] = [h[keep].numpy() for h in out.hidden_states]
+    for node, index in (("res.emb", 0), ("res.0.ff", 1)):
+        cross, var = _ref_cov(states["a"][index], states["b"][index])
+        np.testing.assert_allclose(m[node].covariance().cross, cross, atol=1e-5, rtol=1e-4)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_bert, token_batches
+from conftest import FAMILIES, tiny_bert, tiny_config, tiny_model, token_batches
 from txmerge.errors import TxmergeError
 from txmerge.features import all_nodes, collect_pair_moments, residual_nodes
 from txmerge.matching import (
@@ -98,10 +98,11 @@ def test_match_qk_keeps_head_mapping():
 
 
 # ---------------------------------------------------------------------- planted, end to end
-@pytest.fixture(scope="module")
-def planted():
-    """An MLM BERT, a copy permuted everywhere (heads, within-head, Q/K, FF, residual), and their moments."""
-    model = tiny_bert("mlm", seed=11, hidden=24, heads=3, ff=40, layers=2)
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def planted(request):
+    """A model with its LM head (every family), a copy permuted everywhere (heads, within-head, Q/K, FF,
+    residual), and their moments."""
+    model = tiny_model(request.param, "mlm", seed=11, hidden=24, heads=3, ff=40, layers=2)
     spec = bert_spec(model, separate_qk=True)
     perms = random_permutations(spec, torch.Generator().manual_seed(12))
     copy = apply_permutations(model, perms, spec)
@@ -123,6 +124,7 @@ def test_planted_permutations_are_recovered_exactly(planted, residual, separate_
     if not separate_qk:  # Q/K were planted with their own within-head perms
         assert not any(g.startswith("qk.") for g in al.perms)
     restored = apply_permutations(copy, al.perms, al.spec)
+    assert type(restored) is type(model) and restored.state_dict().keys() == model.state_dict().keys()
     if separate_qk:
         for (k, a), b in zip(model.state_dict().items(), restored.state_dict().values()):
             assert torch.equal(a, b), k
@@ -167,8 +169,10 @@ def test_alignment_flags_non_preserving_methods(planted):
     _, copy, _, moments = planted
     assert not compute_alignment(moments, copy, MergeMethod(attn=True, heads="ignore")).function_preserving
     assert not compute_alignment(moments, copy, MergeMethod(residual="separate")).function_preserving
-    official = compute_alignment(moments, copy, MergeMethod(residual="first", tied_decoder="official"))
-    assert not official.function_preserving
+    if copy.config.model_type != "gpt2":  # GPT-2's head has no transform: only the tied treatment applies
+        official = compute_alignment(moments, copy, MergeMethod(residual="first", tied_decoder="official"))
+        assert not official.function_preserving
+        assert compute_alignment(moments, copy, MergeMethod(residual="first", tied_decoder="untied")).function_preserving
     assert compute_alignment(moments, copy, METHODS["ff"]).function_preserving
     vanilla = compute_alignment(moments, copy, METHODS["vanilla"])
     assert vanilla.perms == {} and vanilla.function_preserving
@@ -190,13 +194,13 @@ def test_alignment_accepts_covariances(planted):
 # --------------------------------------------------------------------------------- methods
 def test_methods_and_required_nodes():
     assert set(METHODS) == {"vanilla", "ff", "attn", "ff+attn", "res", "all"}
-    assert required_nodes(METHODS["vanilla"], 2) == []
-    assert required_nodes(METHODS["ff"], 2) == ["ff.0", "ff.1"]
-    assert required_nodes(METHODS["res"], 2) == ["res.emb"]
-    assert required_nodes(MergeMethod.named("res", residual="last"), 3) == ["res.2.ff"]
-    assert len(required_nodes(MergeMethod.named("res", residual="all"), 3)) == 7
-    assert set(required_nodes(MergeMethod(attn=True, separate_qk=True), 1)) == {"attn.0", "qk.0"}
-    full = required_nodes(METHODS["all"], 2)
+    assert required_nodes(METHODS["vanilla"], tiny_config(layers=2)) == []
+    assert required_nodes(METHODS["ff"], tiny_config(layers=2)) == ["ff.0", "ff.1"]
+    assert required_nodes(METHODS["res"], tiny_config(layers=2)) == ["res.emb"]
+    assert required_nodes(MergeMethod.named("res", residual="last"), tiny_config(layers=3)) == ["res.2.ff"]
+    assert len(required_nodes(MergeMethod.named("res", residual="all"), tiny_config(layers=3))) == 7
+    assert set(required_nodes(MergeMethod(attn=True, separate_qk=True), tiny_config(layers=1))) == {"attn.0", "qk.0"}
+    full = required_nodes(METHODS["all"], tiny_config(layers=2))
     assert set(full) <= set(all_nodes(2)) and "res.emb" in full and "attn.1" in full
     assert MergeMethod.named("all").to_dict()["residual"] == "first"
 

@@ -178,27 +178,27 @@ def test_cli_write_dir_rewrites_only_changed_files(demo, tmp_path):
 
 
 # ---------------------------------------------------------------- the paper preset needs the network
-def test_check_online_fails_in_one_sentence_without_a_connection():
+def test_hub_reachability_is_one_check_on_a_real_socket(monkeypatch):
+    from txmerge import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(TxmergeError) as exc:
-        tp.check_online(("127.0.0.1",), timeout=1, port=port)
-    msg = str(exc.value)
-    assert msg.startswith("The paper preset downloads MultiBERTs") and "PRESET=tiny" in msg
-
-
-def test_check_online_passes_with_a_listener():
+    assert not hub.hub_reachable(timeout=1, host="127.0.0.1", port=port)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        tp.check_online(("127.0.0.1",), timeout=1, port=s.getsockname()[1])
+        assert hub.hub_reachable(timeout=1, host="127.0.0.1", port=s.getsockname()[1])
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert not hub.hub_reachable(timeout=1, host="127.0.0.1", port=s.getsockname()[1])
 
 
 def test_require_online_only_for_paper(demo, monkeypatch):
-    calls = []
-    monkeypatch.setattr(tp, "check_online", lambda hosts=(): calls.append(hosts))
-    tp.require_online_for(tp.chapter_params("tiny", "demo"))
-    assert calls == []
-    tp.require_online_for(tp.chapter_params("paper", "demo"))
-    assert calls
+    from txmerge import hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    tp.require_online_for(tp.chapter_params("tiny", "demo"))  # no check for an offline preset
+    with pytest.raises(TxmergeError) as exc:
+        tp.require_online_for(tp.chapter_params("paper", "demo"))
+    assert "cannot be reached" in str(exc.value) and "PRESET=tiny" in str(exc.value)

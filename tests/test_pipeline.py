@@ -159,7 +159,9 @@ def test_separate_with_disagreeing_residual_perms_changes_outputs_and_is_still_r
 
 
 def test_a_function_preserving_method_that_changes_outputs_is_refused(env, monkeypatch):
-    real = pipeline.apply_permutations
+    from txmerge import align
+
+    real = align.apply_permutations
 
     def broken(model, perms, spec):
         out = real(model, perms, spec)
@@ -167,7 +169,7 @@ def test_a_function_preserving_method_that_changes_outputs_is_refused(env, monke
             out.bert.encoder.layer[0].intermediate.dense.bias.add_(1.0)
         return out
 
-    monkeypatch.setattr(pipeline, "apply_permutations", broken)
+    monkeypatch.setattr(align, "apply_permutations", broken)
     exp = pipeline.MLMExperiment("smoke", use_cache=False, **MLM_KW)
     with pytest.raises(TxmergeError, match="changed its outputs"):
         exp.curve((1, 2), "ff+attn")

@@ -1,4 +1,8 @@
-"""The permutation spec and its application: function preservation, ties, inverses, bad inputs."""
+"""The permutation spec and its application: function preservation, ties, inverses, bad inputs.
+
+Every family (BERT, RoBERTa, DistilBERT, GPT-2) and every kind (base model, LM head, classifier)
+runs the same matrix: planted permutations keep the function for every component combination, and
+each ablation (Ignore-Heads, separate residual, official decoder) is shown to break it."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import tiny_bert, tiny_config, token_batches
+from conftest import FAMILIES, tiny_bert, tiny_config, tiny_model, token_batches
 from txmerge.errors import TxmergeError
 from txmerge.permute import (
     apply_permutations,
@@ -17,9 +21,10 @@ from txmerge.permute import (
     random_permutations,
     verify_function_preserved,
 )
-from txmerge.spec import bert_spec, is_function_preserving
+from txmerge.spec import Fused, bert_spec, is_function_preserving, model_spec
 
 KINDS = ("base", "mlm", "cls")
+MASKED_LMS = ("bert", "roberta", "distilbert")  # families with a transform before a tied decoder
 TOL = 1e-5  # float32; observed max diffs are ~1e-6
 
 
@@ -34,17 +39,38 @@ def _permuted(model, seed=0, preserve_heads=True, permute_heads=True, **spec_kw)
 
 
 # ------------------------------------------------------------------------------------ the spec
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_spec_covers_every_parameter_with_consistent_sizes(kind):
-    model = tiny_bert(kind)
-    spec = bert_spec(model, separate_qk=True)
+def test_spec_covers_every_parameter_with_consistent_sizes(family, kind):
+    model = tiny_model(family, kind)
+    spec = model_spec(model, separate_qk=True)
     sd = model.state_dict()
     assert set(spec.axes) == set(sd)
     for key, entries in spec.axes.items():
         assert len(entries) == sd[key].dim(), key
         for axis, entry in enumerate(entries):
+            if isinstance(entry, Fused):
+                assert sd[key].shape[axis] == sum(spec.groups[g].size for g in entry.segments), key
+                continue
             for g in ([entry] if isinstance(entry, str) else entry or []):
                 assert spec.groups[g].size == sd[key].shape[axis], (key, g)
+
+
+def test_gpt2_conv1d_and_fused_qkv_axes():
+    spec = model_spec(tiny_model("gpt2", "mlm"), separate_qk=True)
+    ax = spec.axes
+    assert ax["transformer.h.0.attn.c_attn.weight"] == ("residual", Fused(("qk.0", "qk.0", "attn.0")))  # [in, out]
+    assert ax["transformer.h.1.mlp.c_fc.weight"] == ("residual", "ff.1")
+    assert ax["transformer.h.1.mlp.c_proj.weight"] == ("ff.1", "residual")
+    assert ax["transformer.ln_f.weight"] == ("residual",) and ax["lm_head.weight"] == (None, "residual")
+    assert spec.groups["qk.0"].partner == "attn.0" and spec.output_group == "residual"
+
+
+def test_an_unknown_family_is_refused_listing_the_supported_ones():
+    from transformers import T5Config
+
+    with pytest.raises(TxmergeError, match="supported families: bert, distilbert, gpt2, roberta"):
+        model_spec(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=20))
 
 
 def test_spec_axes_follow_the_paper():
@@ -92,6 +118,14 @@ def test_spec_rejects_unknown_values(kw):
         bert_spec(tiny_config(), **kw)
 
 
+def test_function_preservation_is_one_rule_on_the_spec():
+    cfg = tiny_config(layers=2)
+    assert model_spec(cfg, tied_decoder="official").function_preserving is False
+    # the official handling touches only the MLM head: a classifier stays function-preserving
+    assert model_spec(tiny_bert("cls"), tied_decoder="official").function_preserving is True
+    assert model_spec(cfg, tied_decoder="official", include=("ff", "attn")).function_preserving is True
+
+
 # ---------------------------------------------------------------------- function preservation
 COMBOS = [
     # (include, permute_heads, separate_qk)
@@ -110,21 +144,25 @@ COMBOS = [
 ]
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("include,permute_heads,separate_qk", COMBOS)
-def test_planted_permutations_preserve_function(kind, include, permute_heads, separate_qk):
-    model = tiny_bert(kind, seed=1)
+def test_planted_permutations_preserve_function(family, kind, include, permute_heads, separate_qk):
+    model = tiny_model(family, kind, seed=1)
     spec, perms, permuted = _permuted(model, seed=2, permute_heads=permute_heads, include=include, separate_qk=separate_qk)
     assert is_function_preserving(spec)
+    assert type(permuted) is type(model) and permuted.state_dict().keys() == model.state_dict().keys()
     # something really moved
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), permuted.state_dict().values()))
-    result = verify_function_preserved(model, permuted, _inputs(model), atol=TOL, perms=perms)
+    result = verify_function_preserved(model, permuted, _inputs(model), atol=TOL, perms=perms, spec=spec)
     assert result.ok, result
-    assert result.output == ("last_hidden_state+pooler_output" if kind == "base" else "logits")
+    pooled = kind == "base" and family in ("bert", "roberta")
+    assert result.output == ("last_hidden_state+pooler_output" if pooled else "last_hidden_state" if kind == "base" else "logits")
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
+    family=st.sampled_from(list(FAMILIES)),
     kind=st.sampled_from(KINDS),
     heads=st.sampled_from([2, 4]),
     head_dim=st.integers(4, 12),
@@ -133,34 +171,55 @@ def test_planted_permutations_preserve_function(kind, include, permute_heads, se
     seed=st.integers(0, 10_000),
     separate_qk=st.booleans(),
 )
-def test_random_configs_preserve_function(kind, heads, head_dim, layers, ff, seed, separate_qk):
-    model = tiny_bert(kind, seed=seed, hidden=heads * head_dim, heads=heads, layers=layers, ff=ff)
-    _, perms, permuted = _permuted(model, seed=seed + 1, separate_qk=separate_qk)
-    result = verify_function_preserved(model, permuted, _inputs(model), atol=TOL, perms=perms)
+def test_random_configs_preserve_function(family, kind, heads, head_dim, layers, ff, seed, separate_qk):
+    model = tiny_model(family, kind, seed=seed, hidden=heads * head_dim, heads=heads, layers=layers, ff=ff)
+    spec, perms, permuted = _permuted(model, seed=seed + 1, separate_qk=separate_qk)
+    result = verify_function_preserved(model, permuted, _inputs(model), atol=TOL, perms=perms, spec=spec)
     assert result.ok, result
 
 
-def test_identity_permutations_change_nothing():
-    model = tiny_bert("mlm")
-    same = apply_permutations(model, {}, bert_spec(model))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_identity_permutations_change_nothing(family):
+    model = tiny_model(family, "mlm")
+    same = apply_permutations(model, {}, model_spec(model))
     for (k, a), b in zip(model.state_dict().items(), same.state_dict().values()):
         assert torch.equal(a, b), k
 
 
 # ------------------------------------------------------------------------ deliberate ablations
-def test_units_moved_across_heads_break_function():
-    model = tiny_bert("mlm", seed=3)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_units_moved_across_heads_break_function(family):
+    model = tiny_model(family, "mlm", seed=3)
     spec, perms, permuted = _permuted(model, seed=4, preserve_heads=False, include=("attn",), heads_per_group=False)
     assert not is_function_preserving(spec)
     assert verify_function_preserved(model, permuted, _inputs(model)).max_abs_diff > 1e-2
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_separate_residual_breaks_function(kind):
-    model = tiny_bert(kind, seed=3)
+def test_separate_residual_breaks_function(family, kind):
+    model = tiny_model(family, kind, seed=3)
     spec, perms, permuted = _permuted(model, seed=4, include=("residual",), residual="separate")
     assert not is_function_preserving(spec)
-    assert verify_function_preserved(model, permuted, _inputs(model), perms=perms).max_abs_diff > 1e-2
+    assert verify_function_preserved(model, permuted, _inputs(model), perms=perms, spec=spec).max_abs_diff > 1e-2
+
+
+@pytest.mark.parametrize("family", MASKED_LMS)
+def test_official_decoder_breaks_every_masked_lm_and_the_minimal_fix_keeps_it(family):
+    model = tiny_model(family, "mlm", seed=5)
+    spec, _, permuted = _permuted(model, seed=6, tied_decoder="official")
+    assert not is_function_preserving(spec)
+    assert verify_function_preserved(model, permuted, _inputs(model)).max_abs_diff > 1e-2
+    spec, _, permuted = _permuted(model, seed=6, tied_decoder="untied")
+    assert is_function_preserving(spec)
+    assert verify_function_preserved(model, permuted, _inputs(model), atol=TOL).ok
+    decoder, embeddings = permuted.get_output_embeddings().weight, permuted.get_input_embeddings().weight
+    assert decoder is not embeddings and torch.equal(decoder, model.get_input_embeddings().weight)  # B's own E
+
+
+def test_gpt2_has_no_decoder_treatment_but_the_tied_one():
+    with pytest.raises(TxmergeError, match="does not apply to gpt2"):
+        model_spec(tiny_model("gpt2", "mlm"), tied_decoder="untied")
 
 
 def test_official_tied_decoder_breaks_mlm_and_unties():
@@ -201,16 +260,18 @@ def test_original_model_untouched():
         assert torch.equal(before[k], v), k
 
 
-def test_bertmodel_hidden_state_needs_the_residual_perm():
-    model = tiny_bert("base", seed=1)
-    _, perms, permuted = _permuted(model, seed=2, include=("residual",))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_base_model_hidden_state_needs_the_residual_perm(family):
+    model = tiny_model(family, "base", seed=1)
+    spec, perms, permuted = _permuted(model, seed=2, include=("residual",))
     assert not verify_function_preserved(model, permuted, _inputs(model)).ok  # compared in different bases
-    assert verify_function_preserved(model, permuted, _inputs(model), perms=perms, atol=TOL).ok
+    assert verify_function_preserved(model, permuted, _inputs(model), perms=perms, spec=spec, atol=TOL).ok
 
 
 # --------------------------------------------------------------------------- perms utilities
-def test_invert_and_compose():
-    model = tiny_bert("mlm", seed=10)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_invert_and_compose(family):
+    model = tiny_model(family, "mlm", seed=10)
     spec, perms, permuted = _permuted(model, seed=11, separate_qk=True)
     back = apply_permutations(permuted, invert_permutations(perms), spec)
     for (k, a), b in zip(model.state_dict().items(), back.state_dict().values()):

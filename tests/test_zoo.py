@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
-from txmerge import data, fetch as fetch_mod, hub, pipeline, zoo
+from txmerge import data, fetch as fetch_mod, hub, models, pipeline, zoo
 from txmerge.cache import file_sha256
 from txmerge.errors import TxmergeError
 
@@ -109,7 +109,7 @@ def test_train_seed_writes_checkpoint_manifest_entry_and_curve(reference):
     assert entry["sha256"] == file_sha256(folder / "model.safetensors")
     assert entry["config"]["hidden_size"] == 16 and entry["config"]["num_hidden_layers"] == 1
     assert all(v.dtype == torch.float16 for v in weights.values())  # fp16 storage
-    model = zoo.load_model(folder)
+    model = models.load_model(folder)
     assert model.config.hidden_size == 16 and next(model.parameters()).dtype == torch.float32 and not model.training
     manifest = zoo.write_manifest(base / "out")
     assert [m["seed"] for m in manifest["models"]] == [3] and "curve" not in manifest["models"][0]
@@ -158,30 +158,30 @@ def test_resume_with_another_recipe_is_refused(zoo_env, tmp_path):
 # ------------------------------------------------------------------------------------ names, Hub
 def test_hub_id_offline_is_one_clear_error(zoo_env, monkeypatch):
     monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
-    for call in (lambda: zoo.load_model("google/multiberts-seed_1"), lambda: zoo.load_tokenizer(zoo.PAPER_TOKENIZER),
+    for call in (lambda: models.load_model("google/multiberts-seed_1"), lambda: zoo.load_tokenizer(zoo.PAPER_TOKENIZER),
                  lambda: pipeline.MLMExperiment("paper", n_sentences=8)):
         with pytest.raises(TxmergeError) as info:
             call()
         msg = str(info.value)
         assert "Hub" in msg and "tiny" in msg and "\n" not in msg
     assert zoo.model_id("paper", 3) == "google/multiberts-seed_3"
-    assert zoo.resolve("google/multiberts-seed_3") == "google/multiberts-seed_3"
+    assert models.resolve("google/multiberts-seed_3") == "google/multiberts-seed_3"
 
 
 def test_resolve_names_and_missing_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("TXMERGE_ZOO", str(tmp_path / "zoo"))
     with pytest.raises(TxmergeError, match="txmerge zoo train"):
-        zoo.resolve("seed_1")
+        models.resolve("seed_1")
     with pytest.raises(TxmergeError, match="txmerge zoo train"):
-        zoo.resolve(tmp_path / "nowhere")
+        models.resolve(tmp_path / "nowhere")
     with pytest.raises(TxmergeError, match="txmerge zoo train --seed 7"):
         zoo.model_id("tiny", 7)
     with pytest.raises(TxmergeError, match="Unknown model kind"):
-        zoo.load_model("seed_1", "regression")
+        models.load_model("seed_1", "regression")
     folder = tmp_path / "zoo" / "tiny" / "seed_1"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    assert zoo.resolve("seed_1") == str(folder) == zoo.resolve("tiny/seed_1") == zoo.resolve(folder)
+    assert models.resolve("seed_1") == str(folder) == models.resolve("tiny/seed_1") == models.resolve(folder)
 
 
 # ------------------------------------------------------------------------------------ fine-tuning
@@ -211,4 +211,4 @@ def test_finetune_starts_every_seed_from_the_same_head(zoo_env, tmp_path, monkey
         assert e["task"] == "stsb" and e["seed"] == s and "pearson" in e["validation"]
         out = zoo.finetuned_path("stsb", s, tmp_path / "glue")
         assert json.loads((out / "finetune.json").read_text())["sha256"] == file_sha256(out / "model.safetensors")
-        assert zoo.load_model(out, "seqcls").config.num_labels == 1
+        assert models.load_model(out, "seqcls").config.num_labels == 1

@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -61,30 +62,62 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any], *, directory: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary file (or, with ``directory``, an empty folder) beside ``path``,
+    then move it into place: a reader never sees a half-written result, and a failure leaves nothing
+    behind. The one atomic-write helper of the package."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if directory:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    else:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        write(tmp)
+        if directory and path.exists():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True) if directory else tmp.unlink(missing_ok=True)
         raise
+    return path
 
 
-def cached(name: str, key: dict[str, Any], compute: Callable[[], T], *, enabled: bool = True) -> T:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def code_version(modules: Iterable[str]) -> str:
+    """sha256 (16 hex) of the source of the named library modules (``"features"``, or a package such as
+    ``"families"``: every file in it): a cache key part that changes exactly when that code changes."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        target = root / name
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [root / f"{name}.py"]
+        if not files or not all(f.exists() for f in files):
+            raise ValueError(f"code_version: no library module named {name!r}")
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached(name: str, key: dict[str, Any], compute: Callable[[], T], *, enabled: bool = True,
+           code: Iterable[str] = ()) -> T:
     """Return ``compute()``, cached on disk under ``results_dir()/name/<hash of key>.pkl``.
 
     ``key`` must describe every input that changes the result (checkpoint hashes, parameters);
-    the library version is added automatically. The value must be picklable.
+    ``code`` names the library modules the result depends on (their source is hashed into the key,
+    so a fix there recomputes it, and a change elsewhere does not). The value must be picklable.
     """
     from . import __version__
 
     if not enabled:
         return compute()
-    full_key = {"name": name, "txmerge": __version__, **key}
+    full_key = {"name": name, "txmerge": __version__, "code": code_version(code) if code else None, **key}
     path = results_dir() / name / f"{stable_hash(full_key)}.pkl"
     if path.exists():
         try:

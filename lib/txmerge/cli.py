@@ -1,29 +1,50 @@
-"""Command line: ``txmerge align``, ``txmerge curve`` and ``txmerge zoo …`` (also ``python -m txmerge``).
+"""Command line: ``txmerge align``, ``merge``, ``curve`` and ``zoo …`` (also ``python -m txmerge``).
 
-Bad input exits with status 2 and one sentence on standard error; nothing half-written is left.
+``align``, ``merge`` and ``curve`` take two checkpoints of one supported family (BERT, RoBERTa,
+DistilBERT, GPT-2), each loaded as the class its config names, and write results in that class,
+with the same tensors. The loss follows the head: masked-LM loss for masked LMs, next-token loss
+for causal LMs, task loss for classifiers (a labelled TSV). Bad input exits with status 2 and one
+sentence on standard error; nothing half-written is left.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from .errors import TxmergeError
+from .presets import PRESETS
 
 COMPONENTS = ("ff", "attn", "residual")
 
 
 def _components(value: str) -> tuple[str, ...]:
+    if value.strip() == "none":
+        return ()
     parts = tuple(p.strip() for p in value.split(",") if p.strip())
     bad = [p for p in parts if p not in COMPONENTS]
     if bad or not parts:
-        raise TxmergeError(f"Unknown component(s) {', '.join(bad) or value!r}; use a comma-separated subset of {', '.join(COMPONENTS)}.")
+        raise TxmergeError(f"Unknown component(s) {', '.join(bad) or value!r}; use 'none' or a comma-separated subset of "
+                           f"{', '.join(COMPONENTS)}.")
     return parts
+
+
+def _method(args: argparse.Namespace):
+    """The merge method of the align/merge options, checked before any model is loaded."""
+    from .matching import MergeMethod
+
+    if args.max_tokens is not None and args.max_tokens <= 0:
+        raise TxmergeError(f"--max-tokens must be a positive number of tokens, got {args.max_tokens}.")
+    comps = _components(args.components)
+    if args.residual not in (None, "identity") and "residual" not in comps:
+        raise TxmergeError(f"--residual {args.residual} needs the 'residual' component; add it to --components or drop --residual.")
+    residual = (args.residual or "first") if "residual" in comps else "identity"
+    if "residual" in comps and residual == "identity":
+        raise TxmergeError("The 'residual' component needs a strategy; pass --residual first|last|all|separate.")
+    return MergeMethod(ff="ff" in comps, attn="attn" in comps, residual=residual, heads=args.heads,
+                       separate_qk=args.separate_qk, absolute=args.absolute, tied_decoder=args.tied_decoder)
 
 
 def _read_lines(path: str) -> list[str]:
@@ -48,104 +69,184 @@ def _limit_tokens(batches, max_tokens: int | None):
     return out
 
 
-def _tokenizer(model_ref: str, explicit: str | None):
-    """The explicit tokenizer, else model A's own (its folder or the MultiBERTs one), else the zoo's."""
-    from . import zoo
+def _tokenizer(model_ref: str, model, explicit: str | None):
+    """The explicit tokenizer, else model A's own (its folder or Hub id), else the zoo's when it fits the vocabulary."""
+    from transformers import AutoTokenizer
+
+    from . import models, zoo
 
     if explicit:
-        return zoo.load_tokenizer(explicit)
-    target = zoo.resolve(model_ref)
-    if target.startswith("google/"):
-        return zoo.load_tokenizer(zoo.PAPER_TOKENIZER)
-    if (Path(target) / "tokenizer.json").exists():
-        return zoo.load_tokenizer(target)
-    return zoo.load_tokenizer()
+        return AutoTokenizer.from_pretrained(explicit)
+    target = models.resolve(model_ref)
+    if models.is_hub_id(target):
+        return zoo.load_tokenizer(zoo.PAPER_TOKENIZER if target.startswith(zoo.HUB_PREFIX) else target)
+    if (Path(target) / "tokenizer_config.json").exists() or (Path(target) / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(target)
+    tok = zoo.load_tokenizer()
+    if len(tok) != model.config.vocab_size:
+        raise TxmergeError(f"{target} holds no tokenizer; pass --tokenizer (a folder or Hub id of the models' tokenizer).")
+    return tok
+
+
+def _load_pair(args: argparse.Namespace):
+    from . import models
+    from .features import check_same_architecture
+
+    model_a, model_b = models.load_checkpoint(args.model_a), models.load_checkpoint(args.model_b)
+    check_same_architecture(model_a, model_b)
+    if type(model_a) is not type(model_b):
+        raise TxmergeError(f"model A is a {type(model_a).__name__} but model B a {type(model_b).__name__}; "
+                           "align two checkpoints of the same class.")
+    return model_a, model_b, _tokenizer(args.model_a, model_a, args.tokenizer)
+
+
+def _seq_len(model) -> int:
+    """The sequence length of the command's batches and blocks: 128, or less where the model takes fewer."""
+    from .spec import family_of
+
+    return min(128, family_of(model).max_tokens(model.config))
+
+
+def _aligned(args: argparse.Namespace, method, model_a, model_b, tokenizer):
+    """B aligned to A by ``method`` (plain B for --components none)."""
+    import torch
+
+    from . import data
+    from .align import align_pair, is_plain_average
+
+    torch.manual_seed(args.seed)
+    if is_plain_average(method):
+        return align_pair(model_a, model_b, method, None)
+    if args.text:
+        texts = _read_lines(args.text)
+    else:
+        from .spec import family_of
+
+        if family_of(model_a).name != "bert":
+            raise TxmergeError("The presets' correlation texts are for the BERT zoo; pass --text (one passage per line).")
+        texts = data.correlation_text(args.preset, seed=args.seed)["text"]
+    batches = _limit_tokens(data.text_batches(texts, tokenizer, batch_size=args.batch_size, max_length=_seq_len(model_a)),
+                            args.max_tokens)
+    probe = {k: v[:8] for k, v in batches[0].items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    return align_pair(model_a, model_b, method, probe, batches=batches, progress=not args.quiet)
+
+
+def _evaluator(args: argparse.Namespace, model, tokenizer, text: str | None):
+    """(loss name, evaluate(model) -> {"loss", ...}) for the model's head on ``text``."""
+    from . import data, models
+    from .evaluate import clm_loss, mlm_loss, task_loss
+
+    kind = models.loss_kind(model)
+    if kind is None:
+        raise TxmergeError(f"{type(model).__name__} has no head, so there is no loss to measure; pass checkpoints with "
+                           "a language-model or classification head.")
+    if kind == "task":
+        if not text:
+            raise TxmergeError("A classifier's loss needs labelled data: pass --text a TSV with a header holding "
+                               "sentence1, optional sentence2, and label.")
+        ds = _read_task(text)
+        regression = any(isinstance(v, float) and not float(v).is_integer() for v in ds["label"])
+        batches = list(data.task_batches(ds, tokenizer, batch_size=32, max_length=_seq_len(model)))
+        return "task loss", lambda m: task_loss(m, batches, regression)
+    lines = _read_lines(text) if text else data.mlm_eval_text(args.preset)["text"]
+    if kind == "clm":
+        blocks = data.token_blocks(lines, tokenizer, _seq_len(model), args.eval_blocks, sample_seed=args.seed)
+        import torch
+
+        batch = {"input_ids": blocks, "attention_mask": torch.ones_like(blocks)}
+        return "next-token loss", lambda m: clm_loss(m, batch)
+    eval_set = data.mlm_eval_set(lines, tokenizer, block_size=_seq_len(model), max_blocks=args.eval_blocks, seed=args.seed)
+    return "MLM loss", lambda m: mlm_loss(m, eval_set)
+
+
+def _read_task(path: str):
+    import datasets
+    import pandas as pd
+
+    if not Path(path).exists():
+        raise TxmergeError(f"Task file {path} does not exist; pass a TSV with sentence1, optional sentence2, and label.")
+    df = pd.read_csv(path, sep="\t")
+    if not {"sentence1", "label"} <= set(df.columns) or df.empty:
+        raise TxmergeError(f"{path} needs a header with sentence1 and label (and optionally sentence2), and rows below it.")
+    return datasets.Dataset.from_pandas(df[[c for c in ("sentence1", "sentence2", "label") if c in df.columns]])
+
+
+def _write_folder(out: Path, overwrite: bool, write) -> None:
+    """Call ``write(tmp)`` on a fresh folder beside ``out`` and move it into place only when it succeeded."""
+    from .cache import atomic_write
+
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TxmergeError(f"{out} is not empty; choose another --out or pass --overwrite.")
+    atomic_write(out, write, directory=True)
 
 
 def cmd_align(args: argparse.Namespace) -> int:
     import torch
 
-    from . import data, zoo
-    from .features import collect_pair_moments
-    from .matching import MergeMethod, compute_alignment, required_nodes
-    from .permute import apply_permutations, verify_function_preserved
+    method = _method(args)
+    model_a, model_b, tokenizer = _load_pair(args)
+    aligned = _aligned(args, method, model_a, model_b, tokenizer)
+    report = {"model_a": str(args.model_a), "model_b": str(args.model_b), "class": type(model_b).__name__, **aligned.report()}
 
-    comps = _components(args.components)
-    if args.residual not in (None, "identity") and "residual" not in comps:
-        raise TxmergeError(f"--residual {args.residual} needs the 'residual' component; add it to --components or drop --residual.")
-    residual = (args.residual or "first") if "residual" in comps else "identity"
-    if "residual" in comps and residual == "identity":
-        raise TxmergeError("The 'residual' component needs a strategy; pass --residual first|last|all|separate.")
-    method = MergeMethod(ff="ff" in comps, attn="attn" in comps, residual=residual, heads=args.heads,
-                         separate_qk=args.separate_qk, absolute=args.absolute)
-    torch.manual_seed(args.seed)
-    model_a = zoo.load_model(args.model_a, args.kind)
-    model_b = zoo.load_model(args.model_b, args.kind)
-    tokenizer = _tokenizer(args.model_a, args.tokenizer)
-    texts = _read_lines(args.text) if args.text else data.correlation_text(args.preset, seed=args.seed)["text"]
-    batches = _limit_tokens(data.text_batches(texts, tokenizer, batch_size=args.batch_size, max_length=128), args.max_tokens)
-    t0 = time.time()
-    moments = collect_pair_moments(model_a, model_b, batches, nodes=required_nodes(method, model_a.config.num_hidden_layers),
-                                   progress=not args.quiet)
-    t_stats = time.time() - t0
-    alignment = compute_alignment(moments, model_b, method)
-    permuted = apply_permutations(model_b, alignment.perms, alignment.spec)
-    probe = batches[0]
-    check = verify_function_preserved(model_b, permuted, {k: v[:8] for k, v in probe.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
-    if alignment.function_preserving and not check.ok:
-        raise TxmergeError(f"The permutation changed model B's outputs by {check.max_abs_diff:.2e}; the spec does not fit this architecture, so nothing was written.")
-    report = {
-        "model_a": str(args.model_a), "model_b": str(args.model_b), "method": method.to_dict(),
-        "tokens": int(next(iter(moments.values())).n) if moments else 0,
-        "function_preserving": alignment.function_preserving,
-        "verification": {"max_abs_diff": check.max_abs_diff, "ok": check.ok, "atol": check.atol},
-        "matched_corr": alignment.matched_corr, "identity_corr": alignment.identity_corr,
-        "seconds": {"statistics": round(t_stats, 2), "total": round(time.time() - t0, 2)},
-    }
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise TxmergeError(f"{out} is not empty; choose another --out or pass --overwrite.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        permuted.save_pretrained(tmp / "model")
+    def write(tmp: Path) -> None:
+        aligned.permuted.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
-        torch.save({k: v.clone() for k, v in alignment.perms.items()}, tmp / "permutations.pt")
+        perms = aligned.alignment.perms if aligned.alignment else {}
+        torch.save({k: v.clone() for k, v in perms.items()}, tmp / "permutations.pt")
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(json.dumps({k: report[k] for k in ("method", "tokens", "function_preserving", "verification")}, indent=1))
+
+    out = Path(args.out)
+    _write_folder(out, args.overwrite, write)
+    print(json.dumps({k: report[k] for k in ("class", "method", "tokens", "function_preserving", "verification")}, indent=1))
     print(f"wrote {out}/model (B in A's basis), {out}/permutations.pt and {out}/report.json")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .interpolate import InterpolationPath
+
+    if not 0.0 <= args.lam <= 1.0:
+        raise TxmergeError(f"--lambda must lie in [0, 1] (1 = model A, 0 = model B), got {args.lam}.")
+    method = _method(args)
+    model_a, model_b, tokenizer = _load_pair(args)
+    evaluate = _evaluator(args, model_a, tokenizer, args.eval_text)[1] if args.eval_text else None
+    aligned = _aligned(args, method, model_a, model_b, tokenizer)
+    merged = InterpolationPath(model_a, aligned.permuted).set(args.lam)
+    report = {"model_a": str(args.model_a), "model_b": str(args.model_b), "class": type(model_a).__name__,
+              "lambda": args.lam, **aligned.report()}
+    if evaluate:
+        report["loss"] = {"A": evaluate(model_a)["loss"], "B": evaluate(model_b)["loss"], "merged": evaluate(merged)["loss"]}
+
+    def write(tmp: Path) -> None:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "merge_report.json").write_text(json.dumps(report, indent=1))
+
+    _write_folder(Path(args.out), args.overwrite, write)
+    print(json.dumps({k: report[k] for k in ("class", "lambda", "method", "function_preserving", "verification", "loss")
+                      if k in report}, indent=1))
+    print(f"wrote the merged checkpoint to {args.out} (with merge_report.json)")
     return 0
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import data, zoo
-    from .evaluate import mlm_loss
     from .interpolate import default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
 
+    if args.points < 2:
+        raise TxmergeError(f"--points must be at least 2 (the two endpoints), got {args.points}.")
     lambdas = default_lambdas(args.points)
-    model_a = zoo.load_model(args.model_a, "mlm")
-    model_b = zoo.load_model(args.model_b, "mlm")
-    tokenizer = _tokenizer(args.model_a, args.tokenizer)
-    texts = _read_lines(args.text) if args.text else data.mlm_eval_text(args.preset)["text"]
-    eval_set = data.mlm_eval_set(texts, tokenizer, max_blocks=args.eval_blocks, seed=args.seed)
-    df = interpolation_curve(model_a, model_b, lambda m: mlm_loss(m, eval_set), lambdas, progress=not args.quiet)
+    model_a, model_b, tokenizer = _load_pair(args)
+    name, evaluate = _evaluator(args, model_a, tokenizer, args.text)
+    df = interpolation_curve(model_a, model_b, evaluate, lambdas, progress=not args.quiet)
     b, bl = loss_barrier(df["loss"], lambdas), loss_barrier_linear(df["loss"], lambdas)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(out)
+    from .cache import atomic_write
+
+    out = atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
     print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    print(f"loss barrier (max − mean of endpoints): {b:.4f} nats")
-    print(f"loss barrier (max − linear interpolation of endpoints): {bl:.4f} nats")
+    print(f"{name} barrier (max − mean of endpoints): {b:.4f} nats")
+    print(f"{name} barrier (max − linear interpolation of endpoints): {bl:.4f} nats")
     print(f"wrote {out}")
     return 0 if np.isfinite(b) else 1
 
@@ -175,38 +276,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="txmerge", description="Align and merge BERTs trained from different seeds (Verma & Elbayad, TMLR 2024).")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    a = sub.add_parser("align", help="permute model B into model A's basis; write it, the permutations and a report")
-    a.add_argument("model_a", help="model A: a folder (save_pretrained), a zoo name like seed_1, or a Hub id")
-    a.add_argument("model_b", help="model B (same architecture as A)")
+    def pair_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("model_a", help="model A: a folder (save_pretrained), a zoo name like seed_1, or a Hub id")
+        q.add_argument("model_b", help="model B (same family, sizes and class as A)")
+        q.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: model A's)")
+        q.add_argument("--preset", default="tiny", choices=PRESETS, help="default texts when --text is not given (BERT zoo)")
+        q.add_argument("--quiet", action="store_true")
+
+    def align_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--components", default="ff,attn,residual",
+                       help="comma-separated subset of ff,attn,residual, or none (default: the paper's full method)")
+        q.add_argument("--heads", default="permute", choices=("permute", "monotonic", "ignore"))
+        q.add_argument("--residual", default=None, choices=("identity", "first", "last", "all", "separate"),
+                       help="residual strategy (default: first when the residual component is on)")
+        q.add_argument("--tied-decoder", default="correct", choices=("correct", "untied", "official"),
+                       help="masked LMs: align the LM head (correct), the minimal fix (untied), or the released code (official)")
+        q.add_argument("--separate-qk", action="store_true", help="own Q/K permutation sharing the head mapping")
+        q.add_argument("--absolute", action="store_true", help="match on |correlation| (the paper uses signed)")
+        q.add_argument("--text", help="correlation text: UTF-8 file, one passage per line (default: the preset's corpus)")
+        q.add_argument("--max-tokens", type=int, default=None, help="stop the correlation pass after this many tokens")
+        q.add_argument("--batch-size", type=int, default=8)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--overwrite", action="store_true")
+
+    a = sub.add_parser("align", help="permute model B into model A's basis; write it (same class), the permutations and a report")
+    pair_args(a)
+    align_args(a)
     a.add_argument("--out", required=True, help="output folder")
-    a.add_argument("--components", default="ff,attn,residual", help="comma-separated subset of ff,attn,residual (default: the paper's full method)")
-    a.add_argument("--heads", default="permute", choices=("permute", "monotonic", "ignore"))
-    a.add_argument("--residual", default=None, choices=("identity", "first", "last", "all", "separate"),
-                   help="residual strategy (default: first when the residual component is on)")
-    a.add_argument("--separate-qk", action="store_true", help="own Q/K permutation sharing the head mapping")
-    a.add_argument("--absolute", action="store_true", help="match on |correlation| (the paper uses signed)")
-    a.add_argument("--text", help="correlation text: UTF-8 file, one passage per line (default: the preset's corpus)")
-    a.add_argument("--preset", default="tiny", choices=("tiny", "smoke", "paper"))
-    a.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: model A's)")
-    a.add_argument("--kind", default="mlm", choices=("mlm", "seqcls"))
-    a.add_argument("--max-tokens", type=int, default=None)
-    a.add_argument("--batch-size", type=int, default=8)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--overwrite", action="store_true")
-    a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_align)
 
-    c = sub.add_parser("curve", help="MLM loss along the straight line from B (λ=0) to A (λ=1), and both barriers")
-    c.add_argument("model_a")
-    c.add_argument("model_b", help="typically the aligned model written by `txmerge align`")
+    m = sub.add_parser("merge", help="align B to A, interpolate, and write the merged checkpoint (same class) with a report")
+    pair_args(m)
+    align_args(m)
+    m.add_argument("--out", required=True, help="output folder of the merged checkpoint")
+    m.add_argument("--lambda", dest="lam", type=float, default=0.5, help="weight of model A (default 0.5)")
+    m.add_argument("--eval-text", help="evaluation text (a TSV with labels for classifiers): report the loss of A, B and the merge")
+    m.add_argument("--eval-blocks", type=int, default=160)
+    m.set_defaults(func=cmd_merge)
+
+    c = sub.add_parser("curve", help="loss along the straight line from B (λ=0) to A (λ=1), and both barriers")
+    pair_args(c)
     c.add_argument("--out", required=True, help="CSV file for the curve")
-    c.add_argument("--text", help="evaluation text file, one passage per line (default: the preset's held-out text)")
-    c.add_argument("--preset", default="tiny", choices=("tiny", "smoke", "paper"))
-    c.add_argument("--tokenizer")
+    c.add_argument("--text", help="evaluation text, one passage per line (a TSV with labels for classifiers)")
     c.add_argument("--points", type=int, default=21, help="number of λ values, endpoints included (default 21)")
     c.add_argument("--eval-blocks", type=int, default=160)
-    c.add_argument("--seed", type=int, default=42, help="seed of the fixed MLM masks")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--seed", type=int, default=42, help="seed of the fixed MLM masks and of the evaluation blocks")
     c.set_defaults(func=cmd_curve)
 
     z = sub.add_parser("zoo", help="regenerate the tiny-BERT seed zoo")

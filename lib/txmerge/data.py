@@ -42,14 +42,12 @@ import torch
 
 from .errors import TxmergeError
 from .fetch import fetch
+from .presets import PRESETS, check_preset
 
-PRESETS = ("tiny", "smoke", "paper")
 GENSIM_ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
-def _check_preset(preset: str) -> None:
-    if preset not in PRESETS:
-        raise TxmergeError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+_check_preset = check_preset
 
 
 def _read_jsonl_member(archive: zipfile.ZipFile, member: str) -> list[dict]:
@@ -247,11 +245,6 @@ def mlm_eval_set(
     gen = torch.Generator().manual_seed(seed)
     input_ids, labels = mask_tokens(blocks, tokenizer, mlm_probability, gen)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": torch.ones_like(blocks)}
-
-
-def word_count(ds: datasets.Dataset, column: str = "text") -> int:
-    """Number of whitespace-separated words in a text column."""
-    return int(np.sum([len(t.split()) for t in ds[column]]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,18 +727,6 @@ def encode_pairs(dataset, tokenizer, max_length: int = 128) -> dict[str, torch.T
         labels = [float(v) for v in labels]
     out["labels"] = _labels(labels)
     return out
-
-
-def pair_collator(tokenizer, max_length: int = 128):
-    """A ``DataLoader`` collate function for task rows (dicts): pads each batch to its longest row."""
-    def collate(rows: list[dict]) -> dict[str, torch.Tensor]:
-        s1 = [r["sentence1"] for r in rows]
-        _check_texts(s1, "sentence1")
-        out = _encode(tokenizer, s1, [r.get("sentence2") for r in rows], max_length)
-        out["labels"] = _labels([r["label"] for r in rows])
-        return out
-
-    return collate
 
 
 def task_batches(dataset, tokenizer, batch_size: int = 8, max_length: int = 128):

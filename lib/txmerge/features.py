@@ -1,9 +1,10 @@
 """Feature hooks at the paper's points and streaming float64 statistics of model pairs.
 
 Nodes (CONTRIBUTING.md): ``ff.{l}`` (input of W2, post-GELU, width FF), ``attn.{l}`` (input of W_O,
-per-head context, width d), ``res.emb`` / ``res.{l}.attn`` / ``res.{l}.ff`` (outputs of the
-embedding / attention / FF LayerNorms) and, only when asked, ``qk.{l}`` (query and key outputs,
-pooled as two samples per token).
+per-head context, width d), ``res.emb`` / ``res.{l}.attn`` / ``res.{l}.ff`` (the residual stream
+after the embeddings / the attention / the FF block; the LayerNorm outputs in post-LN models) and,
+only when asked, ``qk.{l}`` (query and key outputs, pooled as two samples per token). Where each
+node is hooked comes from the model family's table (:mod:`txmerge.families`).
 
 For each node the pair statistics of ``z = [x_A; x_B]`` (``2d`` features) are kept as float64 sums
 over the selected tokens. Only what a cross-correlation needs is accumulated by default: the sums
@@ -21,7 +22,6 @@ needs; that keeps the FF statistics at one ``d×d`` product per batch instead of
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -31,47 +31,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from txmerge.errors import TxmergeError
+from txmerge.models import model_inputs
+from txmerge.spec import family_of, feature_nodes, hook_points, node_kind, residual_nodes, sizes_of
+
+__all__ = ["PairCovariance", "PairMoments", "all_nodes", "average_moments", "check_same_architecture",
+           "collect_pair_moments", "residual_nodes"]
 
 CORR_EPS = 1e-7  # official guard: denominator of a correlation clamped at 1e-7
 
 
 # ----------------------------------------------------------------------------------------- nodes
-def residual_nodes(n_layers: int) -> list[str]:
-    """The 2L+1 residual nodes in forward order: ``res.emb, res.0.attn, res.0.ff, ...``."""
-    return ["res.emb"] + [f"res.{l}.{k}" for l in range(n_layers) for k in ("attn", "ff")]
-
-
-def all_nodes(n_layers: int, qk: bool = False) -> list[str]:
-    """Every node in forward order (``qk.{l}`` only when ``qk``)."""
-    out = ["res.emb"]
-    for l in range(n_layers):
-        out += ([f"qk.{l}"] if qk else []) + [f"attn.{l}", f"res.{l}.attn", f"ff.{l}", f"res.{l}.ff"]
-    return out
-
-
-_NODE_RE = re.compile(r"^(res\.emb|(ff|attn|qk)\.(\d+)|res\.(\d+)\.(attn|ff))$")
-
-
-def _node_layer(node: str) -> int:
-    m = _NODE_RE.match(node)
-    if not m:
-        raise TxmergeError(f"unknown feature node {node!r}; use res.emb, res.{{l}}.attn, res.{{l}}.ff, ff.{{l}}, attn.{{l}} or qk.{{l}}.")
-    return int(m.group(3) or m.group(4) or -1)
-
-
-def _hook_points(node: str) -> list[tuple[str, str]]:
-    """(module name inside the base BertModel, "pre"|"post") for a node."""
-    if node == "res.emb":
-        return [("embeddings.LayerNorm", "post")]
-    kind, layer = node.split(".")[0], _node_layer(node)
-    p = f"encoder.layer.{layer}."
-    if kind == "ff":
-        return [(p + "output.dense", "pre")]
-    if kind == "attn":
-        return [(p + "attention.output.dense", "pre")]
-    if kind == "qk":
-        return [(p + "attention.self.query", "post"), (p + "attention.self.key", "post")]
-    return [(p + ("attention.output.LayerNorm" if node.endswith(".attn") else "output.LayerNorm"), "post")]
+all_nodes = feature_nodes  # every node in forward order (``qk.{l}`` only when asked)
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -239,15 +209,18 @@ def average_moments(moments: Sequence[PairMoments | PairCovariance]) -> PairCova
 
 
 # ------------------------------------------------------------------------------- collection
-ARCH_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-
-
 def check_same_architecture(model_a: nn.Module, model_b: nn.Module) -> None:
-    """Raise TxmergeError if the two BERTs differ in width, depth, heads, FF width or vocabulary."""
-    for f in ARCH_FIELDS:
-        va, vb = getattr(model_a.config, f, None), getattr(model_b.config, f, None)
+    """Raise TxmergeError if the two models differ in family, width, depth, heads, FF width or vocabulary."""
+    fa, fb = family_of(model_a).name, family_of(model_b).name
+    if fa != fb:
+        raise TxmergeError(f"models are of different families ({fa} vs {fb}); align two models of one architecture.")
+    names = ("width", "layers", "attention heads", "FF width")
+    for name, va, vb in zip(names, sizes_of(model_a), sizes_of(model_b)):
         if va != vb:
-            raise TxmergeError(f"models differ in {f} ({va} vs {vb}); align two models of the same architecture.")
+            raise TxmergeError(f"models differ in {name} ({va} vs {vb}); align two models of the same architecture.")
+    va, vb = model_a.config.vocab_size, model_b.config.vocab_size
+    if va != vb:
+        raise TxmergeError(f"models differ in vocab_size ({va} vs {vb}); align two models of the same architecture.")
 
 
 class _StopForward(Exception):
@@ -255,10 +228,8 @@ class _StopForward(Exception):
 
 
 def _base_model(model: nn.Module) -> nn.Module:
-    base = getattr(model, "base_model", model)
-    if not hasattr(base, "encoder") or not hasattr(base, "embeddings"):
-        raise TxmergeError(f"{type(model).__name__} is not a Hugging Face BERT; pass a BertModel or Bert*For* model.")
-    return base
+    family_of(model)  # refuses an unknown family with the list of supported ones
+    return getattr(model, "base_model", model)
 
 
 def _select(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -285,37 +256,44 @@ def collect_pair_moments(
     and it stops after the deepest requested node. Eval mode, ``torch.inference_mode``.
     """
     check_same_architecture(model_a, model_b)
-    n_layers = int(model_a.config.num_hidden_layers)
+    family = family_of(model_a)
+    n_layers = sizes_of(model_a)[1]
     nodes = all_nodes(n_layers) if nodes is None else list(dict.fromkeys(nodes))
     if not nodes:
         raise TxmergeError("no feature nodes requested; pass node names or nodes=None for all.")
     for node in nodes:
-        if _node_layer(node) >= n_layers:
-            raise TxmergeError(f"node {node!r} needs layer {_node_layer(node)} but the models have {n_layers} layers; use layers 0..{n_layers - 1}.")
+        layer = node_kind(node)[1]
+        if layer is not None and layer >= n_layers:
+            raise TxmergeError(f"node {node!r} needs layer {layer} but the models have {n_layers} layers; use layers 0..{n_layers - 1}.")
     base_a, base_b = _base_model(model_a), _base_model(model_b)
     order = {n: i for i, n in enumerate(all_nodes(n_layers, qk=True))}
     last_node = max(nodes, key=order.__getitem__)
-    last_point = _hook_points(last_node)[-1][0]
+    last_point = hook_points(family, last_node)[-1][:3]
 
     moments: dict[str, PairMoments] = {}
-    captured: dict[tuple[str, str], torch.Tensor] = {}  # (node, module) -> A's selected features
+    captured: dict[tuple, torch.Tensor] = {}  # (node, hook point) -> A's selected features
     state: dict[str, Any] = {"side": "a", "keep_a": None, "keep_b": None}
     dev_b = next(base_b.parameters()).device
 
-    def make_hook(node: str, module_name: str):
+    def make_hook(node: str, point: tuple):
+        segment = point[2]
+
         def on_features(x: torch.Tensor) -> None:
             keep = state["keep_" + state["side"]]
+            if segment is not None:
+                width = x.shape[-1] // segment[1]
+                x = x[..., segment[0] * width:(segment[0] + 1) * width]
             x = _select(x, keep)
             if state["side"] == "a":
-                captured[(node, module_name)] = x.to(dev_b)
+                captured[(node, point)] = x.to(dev_b)
             else:
-                xa = captured.pop((node, module_name))
+                xa = captured.pop((node, point))
                 if node not in moments:
                     shift = torch.cat([xa.mean(0), x.mean(0)]).double()
                     moments[node] = PairMoments.empty(shift, full=full)
                 # index_select made fresh copies that nothing else uses: centre them in place
                 moments[node].update(xa, x, owned=keep is not None and xa.dtype == torch.float32)
-            if module_name == last_point:
+            if point == last_point:
                 raise _StopForward
 
         def pre(_m, args, kwargs=None):
@@ -329,10 +307,10 @@ def collect_pair_moments(
     handles = []
     for base in [base_a] if base_a is base_b else [base_a, base_b]:  # one set of hooks per distinct module
         for node in nodes:
-            for module_name, kind in _hook_points(node):
-                pre, post = make_hook(node, module_name)
-                module = base.get_submodule(module_name)
-                handles.append(module.register_forward_pre_hook(pre) if kind == "pre" else module.register_forward_hook(post))
+            for point in hook_points(family, node):
+                pre, post = make_hook(node, point)
+                module = base.get_submodule(point[0].rstrip("."))
+                handles.append(module.register_forward_pre_hook(pre) if point[1] == "pre" else module.register_forward_hook(post))
 
     modes = (model_a.training, model_b.training)
     model_a.eval(), model_b.eval()
@@ -366,9 +344,9 @@ def _prepare(batch: Mapping[str, Any], base: nn.Module, drop_special: bool) -> t
     """Model inputs on the model's device, and flat indices of the kept tokens (None = all)."""
     if "input_ids" not in batch or "attention_mask" not in batch:
         raise TxmergeError("each batch needs 'input_ids' and 'attention_mask'; tokenise with padding and return_attention_mask=True.")
-    device = next(base.parameters()).device
-    feed = {k: torch.as_tensor(batch[k]).to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if batch.get(k) is not None}
-    mask = feed["attention_mask"].bool()
+    feed = model_inputs(base, batch)
+    device = feed["input_ids"].device
+    mask = torch.as_tensor(batch["attention_mask"]).to(device).bool()
     if drop_special:
         if batch.get("special_tokens_mask") is None:
             raise TxmergeError("drop_special_tokens=True needs 'special_tokens_mask' in every batch; tokenise with return_special_tokens_mask=True.")

@@ -19,12 +19,13 @@ HUB_HOST = "huggingface.co"
 LOCAL_ENV = "TXMERGE_HUB_LOCAL"
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True if the Hub answers on port 443 and offline mode is not forced (HF_HUB_OFFLINE)."""
+def hub_reachable(timeout: float = 3.0, host: str = HUB_HOST, port: int = 443) -> bool:
+    """True if the Hub answers on ``port`` and offline mode is not forced (HF_HUB_OFFLINE): the one
+    reachability check of the package."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
         return False
     try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -15,13 +15,13 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from txmerge.errors import TxmergeError
-from txmerge.features import PairCovariance, PairMoments, average_moments, residual_nodes
-from txmerge.spec import PermutationSpec, bert_spec, is_function_preserving
+from txmerge.features import PairCovariance, PairMoments, average_moments
+from txmerge.spec import RESIDUAL_MODES, TIED_DECODER_MODES, PermGroup, PermutationSpec, model_spec, residual_strategy_nodes, sizes_of
 
 Stats = PairMoments | PairCovariance
-RESIDUAL_STRATEGIES = ("identity", "first", "last", "all", "separate")
+RESIDUAL_STRATEGIES = ("identity",) + RESIDUAL_MODES
 HEAD_MODES = ("permute", "monotonic", "ignore")
-TIED_DECODER = ("correct", "official")
+TIED_DECODER = TIED_DECODER_MODES
 
 
 # ------------------------------------------------------------------------------- primitives
@@ -119,37 +119,41 @@ def residual_perms(
     ``separate`` -> one LSA per node, groups ``res.emb``/``res.{l}.attn``/``res.{l}.ff`` (not function-preserving).
     ``n_layers`` defaults to the deepest ``res.{l}.*`` node present.
     """
-    return {g: p for g, (p, _c) in _residual(moments_by_node, strategy, n_layers, absolute).items()}
-
-
-def _residual(moments: Mapping[str, Stats], strategy: str, n_layers: int | None, absolute: bool) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-    """{group: (perm, signed correlation it was matched on)}."""
     if strategy not in RESIDUAL_STRATEGIES:
         raise TxmergeError(f"residual strategy {strategy!r} is not known; use one of {', '.join(map(repr, RESIDUAL_STRATEGIES))}.")
     if strategy == "identity":
         return {}
     if n_layers is None:
-        layers = [int(n.split(".")[1]) for n in moments if n.startswith("res.") and n != "res.emb"]
-        if not layers:
-            if strategy == "first":
-                n_layers = 0
-            else:
-                raise TxmergeError(f"residual strategy {strategy!r} needs res.{{l}}.* moments; collect them (see required_nodes).")
-        else:
-            n_layers = max(layers) + 1
-    needed = {"first": ["res.emb"], "last": [f"res.{n_layers - 1}.ff"]}.get(strategy, residual_nodes(n_layers))
-    missing = [n for n in needed if n not in moments]
+        layers = [int(n.split(".")[1]) for n in moments_by_node if n.startswith("res.") and n != "res.emb"]
+        n_layers = max(layers) + 1 if layers else 1
+    nodes = residual_strategy_nodes(strategy, n_layers)
+    groups = [PermGroup(n, 0, "residual", (n,)) for n in nodes] if strategy == "separate" else [PermGroup("residual", 0, "residual", nodes)]
+    return {g.name: match_group(g, moments_by_node, absolute)[0] for g in groups}
+
+
+def _node_stats(group: PermGroup, moments: Mapping[str, Stats]) -> Stats:
+    """The statistics a group is matched on: its node's, or the average covariance of its nodes."""
+    missing = [n for n in group.nodes if n not in moments]
     if missing:
-        raise TxmergeError(f"residual strategy {strategy!r} needs moments for {', '.join(missing)}; collect them (see required_nodes).")
+        raise TxmergeError(f"group {group.name!r} needs moments for {', '.join(missing[:4])}"
+                           f"{' ...' if len(missing) > 4 else ''}; collect with nodes=required_nodes(method, model).")
+    return moments[group.nodes[0]] if len(group.nodes) == 1 else average_moments([moments[n] for n in group.nodes])
 
-    def one(stats: Stats) -> tuple[torch.Tensor, np.ndarray]:
-        signed = stats.correlation(False)
-        return match_units(np.abs(signed) if absolute else signed), signed
 
-    if strategy == "separate":
-        return {n: one(moments[n]) for n in needed}
-    stats = moments[needed[0]] if len(needed) == 1 else average_moments([moments[n] for n in needed])
-    return {"residual": one(stats)}
+def match_group(group: PermGroup, moments: Mapping[str, Stats], absolute: bool = False,
+                head_mode: str = "permute", partners: Mapping[str, HeadMatch] | None = None) -> tuple[torch.Tensor, np.ndarray, HeadMatch | None]:
+    """(perm, signed correlation it was matched on, HeadMatch or None) for one group of a spec, by its kind."""
+    signed = _node_stats(group, moments).correlation(False)
+    used = np.abs(signed) if absolute else signed
+    if group.kind == "heads":  # no head structure in the group: the Ignore-Heads ablation
+        hm = match_heads(used, group.heads, head_mode) if group.heads else match_heads(used, 1, "ignore")
+        return hm.perm, signed, hm
+    if group.kind == "qk":
+        partner = (partners or {}).get(group.partner)
+        if partner is None or partner.head_assignment is None:
+            raise TxmergeError(f"group {group.name!r} reuses the head mapping of {group.partner!r}; match that group first.")
+        return match_qk(used, partner.head_assignment, int(group.heads)), signed, None
+    return match_units(used), signed, None
 
 
 # --------------------------------------------------------------------------------- methods
@@ -177,18 +181,13 @@ class MergeMethod:
         if self.separate_qk and (not self.attn or self.heads == "ignore"):
             raise TxmergeError("separate_qk=True needs attn=True and heads 'permute' or 'monotonic' (it reuses the head mapping).")
 
-    @property
-    def function_preserving(self) -> bool:
-        """False for Ignore-Heads, the separate residual and the official tied decoder with a residual perm
-        (the latter only matters for MLM models)."""
-        return not ((self.attn and self.heads == "ignore") or self.residual == "separate" or (self.residual != "identity" and self.tied_decoder == "official"))
-
     def spec(self, config_or_model: Any, prefix: str | None = None) -> PermutationSpec:
-        """The permutation spec for this method (``residual='separate'`` uses the separate spec)."""
+        """The permutation spec of this method for a model (or config) of any supported family; whether
+        it preserves the function is ``spec.function_preserving``."""
         include = tuple(c for c, on in (("ff", self.ff), ("attn", self.attn), ("residual", self.residual != "identity")) if on)
-        return bert_spec(
+        return model_spec(
             config_or_model, prefix=prefix, heads_per_group=self.heads != "ignore", separate_qk=self.separate_qk,
-            residual="separate" if self.residual == "separate" else "shared", tied_decoder=self.tied_decoder, include=include,
+            residual=self.residual if self.residual != "identity" else "first", tied_decoder=self.tied_decoder, include=include,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,20 +215,9 @@ METHODS: dict[str, MergeMethod] = {
 }
 
 
-def required_nodes(method: MergeMethod, n_layers: int) -> list[str]:
-    """Feature nodes ``method`` needs (pass to collect_pair_moments; union them across methods)."""
-    nodes: list[str] = []
-    if method.residual in ("first",):
-        nodes.append("res.emb")
-    elif method.residual == "last":
-        nodes.append(f"res.{n_layers - 1}.ff")
-    elif method.residual in ("all", "separate"):
-        nodes += residual_nodes(n_layers)
-    for l in range(n_layers):
-        nodes += [f"ff.{l}"] if method.ff else []
-        nodes += [f"attn.{l}"] if method.attn else []
-        nodes += [f"qk.{l}"] if method.separate_qk else []
-    return nodes
+def required_nodes(method: MergeMethod, model: Any) -> list[str]:
+    """Feature nodes ``method`` needs for ``model`` (or its config): pass to collect_pair_moments."""
+    return method.spec(model).nodes()
 
 
 @dataclass
@@ -261,40 +249,25 @@ def _scores(corr: np.ndarray, perm: torch.Tensor) -> tuple[float, float]:
 
 
 def compute_alignment(moments: Mapping[str, Stats], config: Any, method: MergeMethod, *, prefix: str | None = None) -> Alignment:
-    """Permutations of B for ``method`` from ``{node: PairMoments}`` (see :func:`required_nodes`).
+    """Permutations of B for ``method`` from ``{node: PairMoments}`` (see :func:`required_nodes`): every
+    group of the method's spec is matched on its own nodes, by its kind.
 
-    ``config``: a BertConfig or the model itself (a model gives a spec with its exact keys and prefix).
+    ``config``: the model itself (a spec with its exact keys and prefix) or its config.
     """
-    cfg = getattr(config, "config", config)
-    n_layers, n_heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
-    missing = [n for n in required_nodes(method, n_layers) if n not in moments]
-    if missing:
-        raise TxmergeError(f"moments lack node(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; collect with nodes=required_nodes(method, n_layers).")
     spec = method.spec(config, prefix=prefix)
+    missing = [n for n in spec.nodes() if n not in moments]
+    if missing:
+        raise TxmergeError(f"moments lack node(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
+                           "collect with nodes=required_nodes(method, model).")
     perms: dict[str, torch.Tensor] = {}
     matched: dict[str, float] = {}
     ident: dict[str, float] = {}
-    heads: dict[int, HeadMatch] = {}
-
-    def corr_of(node: str) -> tuple[np.ndarray, np.ndarray]:
-        signed = moments[node].correlation(False)
-        return signed, (np.abs(signed) if method.absolute else signed)
-
-    for l in range(n_layers):
-        if method.ff:
-            signed, used = corr_of(f"ff.{l}")
-            perms[f"ff.{l}"] = match_units(used)
-            matched[f"ff.{l}"], ident[f"ff.{l}"] = _scores(signed, perms[f"ff.{l}"])
-        if method.attn:
-            signed, used = corr_of(f"attn.{l}")
-            hm = match_heads(used, n_heads, method.heads)
-            heads[l], perms[f"attn.{l}"] = hm, hm.perm
-            matched[f"attn.{l}"], ident[f"attn.{l}"] = _scores(signed, hm.perm)
-            if method.separate_qk:
-                signed_qk, used_qk = corr_of(f"qk.{l}")
-                perms[f"qk.{l}"] = match_qk(used_qk, hm.head_assignment, n_heads)
-                matched[f"qk.{l}"], ident[f"qk.{l}"] = _scores(signed_qk, perms[f"qk.{l}"])
-    for group, (perm, signed) in _residual(moments, method.residual, n_layers, method.absolute).items():
-        perms[group] = perm
-        matched[group], ident[group] = _scores(signed, perm)
-    return Alignment(perms, spec, matched, ident, heads, is_function_preserving(spec), method)
+    heads: dict[str, HeadMatch] = {}
+    for name, group in spec.groups.items():
+        perm, signed, hm = match_group(group, moments, method.absolute, method.heads, heads)
+        perms[name] = perm
+        matched[name], ident[name] = _scores(signed, perm)
+        if hm is not None:
+            heads[name] = hm
+    head_matches = {spec.groups[g].layer: hm for g, hm in heads.items()}
+    return Alignment(perms, spec, matched, ident, head_matches, spec.function_preserving, method)

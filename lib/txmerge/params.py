@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import types
 import typing
@@ -49,8 +48,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import TxmergeError
+from .presets import PRESETS
 
-PRESETS: tuple[str, ...] = ("tiny", "smoke", "paper")
 PresetName = Literal["tiny", "smoke", "paper"]
 
 # Every chapter imports this module first. tqdm.auto (imported by transformers/datasets) warns in a
@@ -402,25 +401,12 @@ def setup_torch(params: CommonParams) -> str:
     return resolve_device(params.device)
 
 
-def check_online(
-    hosts: tuple[str, ...] = ("huggingface.co",), timeout: float = 3.0, port: int = 443
-) -> None:
-    """Raise TxmergeError unless every host accepts a TCP connection on ``port`` within ``timeout``."""
-    for host in hosts:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                pass
-        except OSError:
-            raise TxmergeError(
-                f"The paper preset downloads MultiBERTs, corpora and GLUE from {host}, but there is no "
-                f"internet connection to it; use PRESET=tiny (offline) or run on a machine with internet."
-            ) from None
-
-
-def require_online_for(params: CommonParams, hosts: tuple[str, ...] = ("huggingface.co",)) -> None:
+def require_online_for(params: CommonParams) -> None:
     """Call at the top of a chapter: the ``paper`` preset must reach the Hub before any work."""
     if params.preset == "paper":
-        check_online(hosts)
+        from .hub import require_online
+
+        require_online("The paper preset's models, corpora and GLUE tasks")
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,10 +419,9 @@ def _dump(model: CommonParams) -> str:
 def _write_if_changed(path: Path, text: str) -> bool:
     if path.is_file() and path.read_text() == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from .cache import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     return True
 
 

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from txmerge.errors import TxmergeError
-from txmerge.spec import PermutationSpec, _entry_groups
+from txmerge.models import model_inputs
+from txmerge.spec import Fused, PermutationSpec, _entry_groups
 
 Perms = dict[str, torch.Tensor]
 
@@ -49,17 +50,31 @@ def permute_state_dict(
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if key not in spec.axes:
-            raise TxmergeError(f"state-dict key {key!r} is not in the permutation spec; build the spec from this model (bert_spec(model)).")
+            raise TxmergeError(f"state-dict key {key!r} is not in the permutation spec; build the spec from this model (model_spec(model)).")
         entries = spec.axes[key]
         if len(entries) != value.dim():
             raise TxmergeError(f"spec lists {len(entries)} axes for {key!r} but the tensor has shape {tuple(value.shape)}; rebuild the spec from this model's config.")
         for axis, entry in enumerate(entries):
-            for group in _entry_groups(entry):
-                if group in perms:
-                    if value.shape[axis] != perms[group].numel():
-                        raise TxmergeError(f"axis {axis} of {key!r} has {value.shape[axis]} units but group {group!r} has {perms[group].numel()}; rebuild the spec from this model's config.")
-                    value = value.index_select(axis, perms[group].to(value.device))
+            for perm in _axis_perms(entry, perms, value.shape[axis], key, axis):
+                value = value.index_select(axis, perm.to(value.device))
         out[key] = value
+    return out
+
+
+def _axis_perms(entry, perms: Perms, size: int, key: str, axis: int) -> list[torch.Tensor]:
+    """The permutations to apply to one axis, in order (a fused axis gives one, built from its segments)."""
+    if isinstance(entry, Fused):
+        if not any(g in perms for g in entry.segments if g):
+            return []
+        seg = size // len(entry.segments)
+        return [torch.cat([i * seg + (perms[g] if g in perms else torch.arange(seg)) for i, g in enumerate(entry.segments)])]
+    out = []
+    for group in _entry_groups(entry):
+        if group in perms:
+            if size != perms[group].numel():
+                raise TxmergeError(f"axis {axis} of {key!r} has {size} units but group {group!r} has {perms[group].numel()}; "
+                                   "rebuild the spec from this model's config.")
+            out.append(perms[group])
     return out
 
 
@@ -127,24 +142,24 @@ def random_permutations(
 
     Head-structured groups (``heads`` set): with ``preserve_heads`` heads move as blocks (order random
     if ``permute_heads``, else identity = monotonic) and units are shuffled within each head;
-    ``qk.{l}`` reuses the head order of ``attn.{l}`` (required for function preservation).
+    a ``qk`` group reuses the head order of its partner (required for function preservation).
     ``preserve_heads=False`` shuffles all units freely (moves units across heads).
     """
     names = list(spec.groups) if groups is None else list(groups)
     unknown = [g for g in names if g not in spec.groups]
     if unknown:
         raise TxmergeError(f"group {unknown[0]!r} is not in the spec; choose from {', '.join(sorted(spec.groups))}.")
-    names.sort(key=lambda g: g.startswith("qk."))  # attn.{l} before qk.{l}
+    names.sort(key=lambda g: spec.groups[g].partner is not None)  # partners first
     head_orders: dict[str, torch.Tensor] = {}
     out: Perms = {}
     for name in names:
         g = spec.groups[name]
         if g.heads and preserve_heads:
-            layer = name.split(".", 1)[1]
-            order = head_orders.get(layer)
+            owner = g.partner or name
+            order = head_orders.get(owner)
             if order is None:
                 order = torch.randperm(g.heads, generator=generator) if permute_heads else torch.arange(g.heads)
-                head_orders[layer] = order
+                head_orders[owner] = order
             hd = int(g.head_dim)
             out[name] = torch.cat([int(k) * hd + torch.randperm(hd, generator=generator) for k in order])
         else:
@@ -162,28 +177,23 @@ class VerificationResult:
     output: str  # which outputs were compared, e.g. "logits" or "last_hidden_state+pooler_output"
 
 
-def _model_inputs(model: nn.Module, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("input_ids", "attention_mask", "token_type_ids")
-    device = next(model.parameters()).device
-    return {k: torch.as_tensor(inputs[k]).to(device) for k in keys if k in inputs and inputs[k] is not None}
-
-
 def verify_function_preserved(
     model: nn.Module,
     permuted: nn.Module,
     inputs: Mapping[str, Any],
     atol: float = 1e-4,
     perms: Mapping[str, torch.Tensor] | None = None,
+    spec: PermutationSpec | None = None,
 ) -> VerificationResult:
     """Compare outputs of ``model`` and ``permuted`` in eval mode under ``torch.inference_mode``.
 
-    Task models: ``logits`` [batch, seq, V] or [batch, labels]. BertModel: ``last_hidden_state``
-    [batch, seq, hidden] plus ``pooler_output``. The permuted BertModel's last hidden state lives in
-    the permuted residual basis, so it is un-permuted with ``perms["residual"]`` (or ``res.{L-1}.ff``
-    for the separate strategy) before comparing; pass ``perms`` for that.
+    Head models: ``logits`` [batch, seq, V] or [batch, labels]. Base models: ``last_hidden_state``
+    [batch, seq, hidden] plus ``pooler_output`` where there is one. A permuted base model's last hidden
+    state lives in the permuted residual basis, so it is un-permuted with the perm of
+    ``spec.output_group`` before comparing; pass ``perms`` and ``spec`` for that.
     Padding positions are included (their outputs must match too).
     """
-    feed_a, feed_b = _model_inputs(model, inputs), _model_inputs(permuted, inputs)
+    feed_a, feed_b = model_inputs(model, inputs), model_inputs(permuted, inputs)
     modes = (model.training, permuted.training)
     model.eval(), permuted.eval()
     try:
@@ -198,7 +208,7 @@ def verify_function_preserved(
     else:
         names = "last_hidden_state"
         hidden_b = out_b.last_hidden_state.to(out_a.last_hidden_state.device)
-        perm = _final_residual_perm(model, perms)
+        perm = None if not (perms and spec and spec.output_group in perms) else torch.as_tensor(perms[spec.output_group])
         if perm is not None:
             hidden_b = hidden_b.index_select(-1, torch.argsort(perm.long()).to(hidden_b.device))
         diffs.append(float((out_a.last_hidden_state - hidden_b).abs().max()))
@@ -207,12 +217,3 @@ def verify_function_preserved(
             diffs.append(float((out_a.pooler_output - out_b.pooler_output.to(out_a.pooler_output.device)).abs().max()))
     worst = max(diffs)
     return VerificationResult(max_abs_diff=worst, ok=bool(worst <= atol), atol=atol, output=names)
-
-
-def _final_residual_perm(model: nn.Module, perms: Mapping[str, torch.Tensor] | None) -> torch.Tensor | None:
-    if not perms:
-        return None
-    if "residual" in perms:
-        return torch.as_tensor(perms["residual"])
-    last = f"res.{int(model.config.num_hidden_layers) - 1}.ff"
-    return torch.as_tensor(perms[last]) if last in perms else None

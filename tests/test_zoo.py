@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
-from txmerge import fetch as fetch_mod, hub, models, pipeline, zoo
+from txmerge import fetch as fetch_mod, finetune, hub, models, pipeline, zoo
 from txmerge.cache import file_sha256
 from txmerge.errors import TxmergeError
 
@@ -173,8 +173,8 @@ def test_finetune_starts_every_seed_from_the_same_head(zoo_env, tmp_path, monkey
         loaded.append((model, {k: v.detach().clone() for k, v in model.state_dict().items()}))
         return model
 
-    monkeypatch.setattr(zoo.BertForSequenceClassification, "from_pretrained", classmethod(spy))
-    entries = [zoo.finetune_seed("stsb", s, zoo.SMOKE_FINETUNE, preset="smoke", base_root=zoo.smoke_root(),
+    monkeypatch.setattr(finetune.BertForSequenceClassification, "from_pretrained", classmethod(spy))
+    entries = [finetune.finetune_seed("stsb", s, finetune.SMOKE_FINETUNE, preset="smoke", base_root=zoo.smoke_root(),
                                  out_root=tmp_path / "glue", progress=False) for s in (1, 2)]
     assert len(loaded) == 2
     (m1, init1), (m2, init2) = loaded
@@ -186,6 +186,29 @@ def test_finetune_starts_every_seed_from_the_same_head(zoo_env, tmp_path, monkey
     assert not torch.equal(m1.classifier.weight, init1["classifier.weight"])  # and it was trained
     for s, e in zip((1, 2), entries):
         assert e["task"] == "stsb" and e["seed"] == s and "pearson" in e["validation"]
-        out = zoo.finetuned_path("stsb", s, tmp_path / "glue")
+        assert e["selection_examples"] == 0 and e["chosen_step"] == e["steps"]  # the smoke recipe keeps the last state
+        out = finetune.finetuned_path("stsb", s, tmp_path / "glue")
         assert json.loads((out / "finetune.json").read_text())["sha256"] == file_sha256(out / "model.safetensors")
         assert models.load_model(out, "seqcls").config.num_labels == 1
+
+
+def test_finetune_chooses_its_checkpoint_on_held_out_training_rows(zoo_env, tmp_path):
+    zoo.ensure_model("smoke", 1)
+    recipe = finetune.FinetuneRecipe(epochs=2, mrpc_epochs=2, batch_size=8, max_train=48, selection_examples=40, select_every=2)
+    entry = finetune.finetune_seed("stsb", 1, recipe, preset="smoke", base_root=zoo.smoke_root(), out_root=tmp_path, progress=False)
+    ds = zoo.data.glue_task("stsb", "smoke")
+    assert entry["selection_examples"] == min(40, len(ds["train"]) // 5) and entry["train_examples"] <= 48
+    losses = [r["selection_loss"] for r in entry["curve"]]
+    assert len(losses) >= 2 and entry["selection_loss"] == min(losses)
+    assert entry["chosen_step"] == entry["curve"][losses.index(min(losses))]["step"]
+    reloaded = models.load_model(finetune.finetuned_path("stsb", 1, tmp_path), "seqcls")
+    assert reloaded.config.num_labels == 1
+
+
+def test_lookups_never_train(zoo_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("TXMERGE_CACHE", str(tmp_path))  # an empty cache: nothing is trained yet
+    with pytest.raises(TxmergeError, match="ensure_model"):
+        zoo.model_id("smoke", 4)
+    with pytest.raises(TxmergeError, match="zoo finetune --preset smoke --task stsb --seed 4"):
+        finetune.finetuned_id("smoke", "stsb", 4)
+    assert not any(tmp_path.rglob("model.safetensors"))

@@ -266,8 +266,11 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         tok = zoo.train_tokenizer(zoo.tokenizer_dir())
         print(f"tokenizer with {len(tok)} tokens written to {zoo.tokenizer_dir()}")
     elif args.zoo_cmd == "finetune":
-        entry = zoo.finetune_seed(args.task, args.seed)
-        zoo.write_glue_manifest()
+        from . import finetune
+
+        entry = finetune.finetune_seed(args.task, args.seed, preset=args.preset, out_root=finetune.glue_root(args.preset),
+                                       device=args.device)
+        finetune.write_glue_manifest(finetune.glue_root(args.preset))
         print(json.dumps({k: entry[k] for k in ("task", "seed", "validation")}, indent=1))
     return 0
 
@@ -333,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = zs.add_parser("finetune", help="fine-tune one seed on one GLUE analogue")
     f.add_argument("--task", required=True)
     f.add_argument("--seed", type=int, required=True)
+    f.add_argument("--preset", default="tiny", choices=PRESETS)
+    f.add_argument("--device", default="cpu", help="cpu or cuda")
     z.set_defaults(func=cmd_zoo)
     return p
 

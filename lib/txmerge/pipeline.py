@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import data, models, zoo
+from . import data, finetune, models, zoo
 from .align import align_pair
 from .cache import cached
 from .errors import TxmergeError
@@ -284,7 +284,7 @@ class MLMExperiment(Experiment):
         self._eval_set: dict[str, torch.Tensor] | None = None
 
     def model_path(self, seed: int) -> str:
-        return zoo.model_id(self.preset, seed)
+        return zoo.ensure_model(self.preset, seed)  # the smoke preset trains its micro model once
 
     def load(self, seed: int) -> torch.nn.Module:
         return models.load_model(self.model_path(seed), "mlm")
@@ -335,7 +335,7 @@ class TaskExperiment(Experiment):
         return self._dataset
 
     def model_path(self, seed: int) -> str:
-        return zoo.finetuned_id(self.preset, self.task, seed)
+        return finetune.ensure_finetuned(self.preset, self.task, seed, device=self.device, progress=self.progress)
 
     def load(self, seed: int) -> torch.nn.Module:
         return models.load_model(self.model_path(seed), "seqcls")

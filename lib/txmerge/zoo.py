@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers.utils import logging as hf_logging
-from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
 from . import data
 from .cache import atomic_write, atomic_write_bytes, file_sha256, results_dir, zoo_dir
 from .errors import TxmergeError
+from .presets import check_preset
 from .evaluate import mlm_loss, mlm_loss_masked_only, unigram_mlm_loss
 
 HUB_PREFIX = "google/multiberts-seed_"
@@ -332,12 +332,25 @@ def ensure_smoke_model(seed: int) -> Path:
     return out
 
 
+def ensure_model(preset: str, seed: int) -> str:
+    """Make the MLM model of ``seed`` available under ``preset`` (the smoke preset trains its micro model
+    once, in seconds; the others only check) and return :func:`model_id`."""
+    if preset == "smoke":
+        ensure_smoke_model(seed)
+    return model_id(preset, seed)
+
+
 def model_id(preset: str, seed: int) -> str:
-    """Where the MLM model of ``seed`` comes from under ``preset`` (a folder, or a Hub id for ``paper``)."""
+    """Where the MLM model of ``seed`` lives under ``preset`` (a folder, or a Hub id for ``paper``); a lookup
+    that never trains (see :func:`ensure_model`)."""
+    check_preset(preset)
     if preset == "paper":
         return f"{HUB_PREFIX}{seed}"
     if preset == "smoke":
-        return str(ensure_smoke_model(seed))
+        path = checkpoint_path(seed, smoke_root())
+        if not (path / "model.safetensors").exists():
+            raise TxmergeError(f"The smoke model of seed {seed} is not trained yet; call zoo.ensure_model('smoke', {seed}).")
+        return str(path)
     if preset == "tiny":
         path = checkpoint_path(seed)
         if not (path / "config.json").exists():
@@ -346,138 +359,8 @@ def model_id(preset: str, seed: int) -> str:
                 "or choose seeds 1-5."
             )
         return str(path)
-    raise TxmergeError(f"Unknown preset {preset!r}; choose one of tiny, smoke, paper.")
 
 
 def tokenizer_for(preset: str) -> BertTokenizerFast:
     """The tokenizer of ``preset``'s models (the MultiBERTs tokenizer for ``paper``)."""
     return load_tokenizer(PAPER_TOKENIZER if preset == "paper" else None)
-
-
-# --------------------------------------------------------------------------------------------- GLUE fine-tunes
-
-
-@dataclass
-class FinetuneRecipe:
-    """Fine-tuning of a zoo model on one GLUE analogue (the paper: 3 epochs, 5 for MRPC; seed 42 for every
-    model, so the new pooler/classifier initialisation and the data order are the same across seeds)."""
-
-    epochs: int = 3
-    mrpc_epochs: int = 5
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    max_length: int = 128
-    max_train: int | None = 4000
-    head_seed: int = 42
-    threads: int = 1
-
-
-SMOKE_FINETUNE = FinetuneRecipe(epochs=1, mrpc_epochs=1, batch_size=8, max_train=64)
-#: The paper's recipe (paper-spec §3.9): lr 2e-5, batch 8, 3 epochs (MRPC 5), whole training sets, seed 42.
-PAPER_FINETUNE = FinetuneRecipe(epochs=3, mrpc_epochs=5, batch_size=8, lr=2e-5, max_train=None, threads=0)
-
-
-def finetuned_path(task: str, seed: int, root: Path | None = None) -> Path:
-    return (root or zoo_dir() / "tiny-glue") / task / f"seed_{seed}"
-
-
-def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, preset: str = "tiny",
-                  base_root: Path | None = None, out_root: Path | None = None, progress: bool = True,
-                  device: str = "cpu") -> dict:
-    """Fine-tune zoo seed ``seed`` on ``task``; saves the model (fp16) and returns its manifest entry."""
-    from .evaluate import task_loss
-
-    recipe = recipe or FinetuneRecipe()
-    threads = torch.get_num_threads()
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    info = data.task_info(task, preset)
-    ds = data.glue_task(task, preset)
-    train = ds["train"]
-    if recipe.max_train is not None and len(train) > recipe.max_train:
-        train = train.shuffle(seed=0).select(range(recipe.max_train))
-    tokenizer = tokenizer_for(preset)
-    base = model_id(preset, seed) if base_root is None else str(checkpoint_path(seed, base_root))
-    num_labels = 1 if info.is_regression else info.num_labels
-    torch.manual_seed(recipe.head_seed)  # same pooler/classifier initialisation for every seed
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the new pooler/classifier are expected; no load report
-    try:
-        model = BertForSequenceClassification.from_pretrained(base, num_labels=num_labels, dtype=torch.float32)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    if info.is_regression:
-        model.config.problem_type = "regression"
-    model.to(device)
-    epochs = recipe.mrpc_epochs if task == "mrpc" else recipe.epochs
-    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
-    total = epochs * steps_per_epoch
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
-    model.train()
-    t0 = time.time()
-    log = []
-    bar = tqdm(total=total, desc=f"{task} seed {seed}", disable=not progress, mininterval=5)
-    for epoch in range(epochs):
-        batches = data.task_batches(train.shuffle(seed=recipe.head_seed + epoch), tokenizer,
-                                    batch_size=recipe.batch_size, max_length=recipe.max_length)
-        for batch in batches:
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            bar.update(1)
-        val = task_loss(model, data.task_batches(ds["validation"], tokenizer, batch_size=64, max_length=recipe.max_length),
-                        info.is_regression)
-        log.append({"epoch": epoch + 1, **val, "seconds": time.time() - t0})
-        model.train()
-    bar.close()
-    out_dir = finetuned_path(task, seed, out_root)
-    model.eval()
-    model.cpu().half().save_pretrained(out_dir)
-    try:  # record a zoo model relative to the zoo (a Hub id or an outside folder as given)
-        base_rel = Path(base).resolve().relative_to(zoo_dir().resolve()).as_posix()
-    except ValueError:
-        base_rel = base
-    entry = {"task": task, "seed": seed, "base": base_rel, "recipe": asdict(recipe), "epochs": epochs,
-             "train_examples": len(train), "validation_examples": len(ds["validation"]), "validation": log[-1],
-             "curve": log, "sha256": file_sha256(out_dir / "model.safetensors"), "wall_seconds": round(time.time() - t0, 1),
-             "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {recipe.threads} thread(s)"}
-    (out_dir / "finetune.json").write_text(json.dumps(entry, indent=1))
-    torch.set_num_threads(threads)
-    return entry
-
-
-def write_glue_manifest(root: Path | None = None) -> dict:
-    root = root or zoo_dir() / "tiny-glue"
-    entries = [json.loads(p.read_text()) for p in sorted(root.glob("*/seed_*/finetune.json"))]
-    manifest = {"description": "Zoo seeds fine-tuned on the GLUE analogues by txmerge.zoo.finetune_seed.",
-                "regenerate": "python -m txmerge zoo finetune --task TASK --seed N",
-                "models": [{k: v for k, v in e.items() if k != "curve"} for e in entries]}
-    atomic_write_bytes(root / "MANIFEST.json", json.dumps(manifest, indent=1).encode())
-    return manifest
-
-
-def finetuned_id(preset: str, task: str, seed: int) -> str:
-    """Where the fine-tuned model of (task, seed) comes from under ``preset``."""
-    if preset == "paper":  # fine-tuned once on the GPU with the paper's recipe, then reused
-        out = finetuned_path(task, seed, zoo_dir() / "paper-glue")
-        if not (out / "model.safetensors").exists():
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            finetune_seed(task, seed, PAPER_FINETUNE, preset="paper", out_root=zoo_dir() / "paper-glue", device=device)
-        return str(out)
-    if preset == "smoke":
-        out = finetuned_path(task, seed, smoke_root() / "glue")
-        if not (out / "model.safetensors").exists():
-            ensure_smoke_model(seed)
-            finetune_seed(task, seed, SMOKE_FINETUNE, preset="smoke", base_root=smoke_root(), out_root=smoke_root() / "glue",
-                          progress=False)
-        return str(out)
-    path = finetuned_path(task, seed)
-    if not (path / "config.json").exists():
-        raise TxmergeError(f"No fine-tuned model for task {task!r}, seed {seed} at {path}; "
-                           f"create it with `python -m txmerge zoo finetune --task {task} --seed {seed}`.")
-    return str(path)

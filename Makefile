@@ -111,8 +111,8 @@ book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build th
 	@echo "==> open $(BUILD)/html/index.html"
 
 # ---- classroom material ------------------------------------------------------------------------
-assignments: $(ENV_STAMP) ## student notebooks, reference solutions and the autograder in assignments/
-	$(PY) -m txmerge.assignments --out assignments
+assignments: $(ENV_STAMP) ## nbgrader course in assignments/: teacher notebook, student copy (release/), autograder tests
+	$(PY) -m classroom make --course assignments
 
 # ---- tests and benchmarks ----------------------------------------------------------------------
 test: $(ENV_STAMP) ## run the whole test suite (includes the smoke book build and the browser test)

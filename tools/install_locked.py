@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("python", type=Path, help="the virtual environment's python")
     parser.add_argument("--extras", default="book,test,classroom")
     parser.add_argument("--lock", type=Path, default=Path("uv.lock"))
-    parser.add_argument("--torch-index", default="auto", help="auto (PyTorch's CPU index when reachable, Linux) | URL | none")
+    parser.add_argument("--torch-index", default="auto",
+                        help="Linux: auto (CPU build; PyTorch's CPU index when reachable) | URL of a CPU index | none "
+                        "(CPU build from find-links only) | pypi (the lock's own torch: the CUDA build)")
     args = parser.parse_args(argv)
     bindir = args.python.parent
     uv = bindir / ("uv.exe" if os.name == "nt" else "uv")
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--quiet", *extras, "-o", str(req)], check=True)
         lines = req.read_text().splitlines(keepends=True)
         flags = ["--require-hashes"]
-        if platform.system() == "Linux":
+        if platform.system() == "Linux" and args.torch_index != "pypi":
             lines, version = cpu_torch(lines)
             lines.append(torch_requirement(version or "?"))
             index = args.torch_index

@@ -95,3 +95,13 @@ def test_lock_hash_is_recorded(tmp_path):
     lock = tmp_path / "uv.lock"
     lock.write_text("version = 1\n")
     assert IL.lock_hash(lock) == "sha256:" + __import__("hashlib").sha256(b"version = 1\n").hexdigest()
+
+
+def test_provenance_shows_the_lock_hash(tmp_path, monkeypatch):
+    from txmerge import provenance
+
+    monkeypatch.setattr(provenance.sys, "prefix", str(tmp_path))
+    assert provenance.environment_lock() == "not installed from uv.lock"
+    (tmp_path / "txmerge-lock.txt").write_text("uv.lock sha256:" + "ab" * 32 + "\n")
+    assert provenance.environment_lock() == "uv.lock sha256:" + "ab" * 6
+    assert provenance.provenance_dict({"preset": "smoke", "seed": 0})["environment"] == "uv.lock sha256:" + "ab" * 6

@@ -105,3 +105,12 @@ def test_provenance_shows_the_lock_hash(tmp_path, monkeypatch):
     (tmp_path / "txmerge-lock.txt").write_text("uv.lock sha256:" + "ab" * 32 + "\n")
     assert provenance.environment_lock() == "uv.lock sha256:" + "ab" * 6
     assert provenance.provenance_dict({"preset": "smoke", "seed": 0})["environment"] == "uv.lock sha256:" + "ab" * 6
+
+
+def test_no_widgets_in_the_environment():
+    """ipywidgets (declared, never imported, by nbgrader) would turn the chapters' progress bars into
+    widgets loading JavaScript from a CDN; the lock overrides it away."""
+    import importlib.util
+
+    assert PYPROJECT["tool"]["uv"]["override-dependencies"] == ["ipywidgets; sys_platform == 'never'"]
+    assert importlib.util.find_spec("ipywidgets") is None

@@ -10,8 +10,9 @@
    CPU index (``--extra-index-url``, when it answers) or from pip's ``find-links`` folders
    (``$PIP_FIND_LINKS``, where a machine keeps wheels locally). macOS and Windows keep the lock's
    own torch (PyPI's wheels there are CPU builds).
-3. ``uv pip install --require-hashes``: nothing unpinned or unhashed gets in; then the project
-   itself, editable, without dependencies.
+3. ``uv pip sync --require-hashes``: the environment holds exactly the locked packages (others are
+   removed), nothing unpinned or unhashed gets in; then the project itself, editable, without
+   dependencies.
 4. The lock's hash goes to ``VENV/txmerge-lock.txt``; chapters' provenance cells show it.
 
 Standard library only (runs with the interpreter of the virtual environment, before anything of
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             flags += ["--find-links", folder]
         req.write_text("".join(lines))
         env = {**os.environ, "VIRTUAL_ENV": str(bindir.parent)}
-        subprocess.run([str(uv), "pip", "install", "--python", str(args.python), *flags, "-r", str(req)], check=True, env=env)
+        subprocess.run([str(uv), "pip", "sync", "--python", str(args.python), *flags, str(req)], check=True, env=env)
     subprocess.run([str(uv), "pip", "install", "--python", str(args.python), "--no-deps", "-e", "."], check=True, env=env)
     (bindir.parent / "txmerge-lock.txt").write_text(f"uv.lock {lock_hash(args.lock)}\n")
     print(f"installed from uv.lock ({lock_hash(args.lock)[:19]}...) into {bindir.parent}")

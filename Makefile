@@ -12,8 +12,9 @@ PYTHON    ?= python3#          interpreter that creates the virtual environment
 VENV      ?= .venv#            the virtual environment
 PY        ?= $(VENV)/bin/python
 INSTALL   ?= 1#                0 = use $(PY) as it is; never create or update the venv
-TORCH     ?= 2.13.0#           must equal the pin in pyproject.toml
-TORCH_INDEX ?= auto#           auto = PyTorch's CPU wheel index on Linux when reachable; empty = PyPI only
+UV        ?= 0.13.9#           uv version that installs uv.lock (make venv) and refreshes it (make lock)
+EXTRAS    ?= book,test,classroom
+TORCH_INDEX ?= auto#           Linux: auto = torch's CPU build (PyTorch's CPU index when reachable); empty = the lock's PyPI torch (CUDA)
 NOTEBOOKS ?= notebooks#        chapter sources, notebooks/<stem>.md (Jupytext MyST)
 EXECUTED  ?= executed#         papermill outputs, executed/<stem>.ipynb (the toc points here)
 BUILD     ?= _build#           Jupyter Book output; the HTML is $(BUILD)/html
@@ -39,7 +40,7 @@ LIB_SOURCES := $(shell find lib/txmerge -type f \( -name '*.py' -o -name '*.json
 ENV_STAMP  := $(if $(filter 1,$(INSTALL)),$(VENV)/.installed)
 BUILD_PARENT := $(patsubst %/,%,$(dir $(BUILD)))
 
-.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv assignments FORCE
+.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv lock assignments browser FORCE
 
 help: ## show this help
 	@echo "txmerge companion book"
@@ -57,16 +58,22 @@ help: ## show this help
 	@echo "  TXMERGE_DOWNLOADS=$(TXMERGE_DOWNLOADS)"
 
 # ---- the virtual environment ------------------------------------------------------------------
-# torch first and pinned exactly (an unpinned torch would pull GBs of CUDA packages), then the package.
-venv: $(ENV_STAMP) ## create/update the virtual environment .venv
+# Installed from uv.lock (every package pinned with its hashes; Linux, macOS, Windows) by uv, which
+# `pip` puts into the environment first. On Linux torch comes as its CPU build (tools/install_locked.py).
+venv: $(ENV_STAMP) ## create/update the virtual environment .venv from uv.lock
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml uv.lock tools/install_locked.py
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	index="$(TORCH_INDEX)"; if [ "$$index" = auto ]; then index="$$($(PYTHON) tools/torch_index.py)"; \
-	  elif [ -n "$$index" ]; then index="--extra-index-url $$index"; fi; \
-	  $(VENV)/bin/python -m pip install $$index "torch==$(TORCH)"
-	$(VENV)/bin/python -m pip install -e ".[book,test]"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV)"
+	$(VENV)/bin/python tools/install_locked.py $(VENV)/bin/python --extras $(EXTRAS) \
+	  --torch-index $(if $(TORCH_INDEX),$(TORCH_INDEX),pypi)
 	@touch $@
+
+lock: ## refresh uv.lock from pyproject.toml (resolves on PyPI); the next make reinstalls from it
+	@test -x $(VENV)/bin/uv || { test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV)"; }
+	$(VENV)/bin/uv lock
+	@echo "==> uv.lock $$(sha256sum uv.lock 2>/dev/null | cut -c1-12 || shasum -a 256 uv.lock | cut -c1-12); commit it with pyproject.toml"
 
 # ---- parameters: validated for every chapter before any work ----------------------------------
 # Rewrites $(PARAMS_DIR)/<stem>.yaml only when its content changes, so a chapter re-executes when
@@ -111,12 +118,15 @@ book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build th
 	@echo "==> open $(BUILD)/html/index.html"
 
 # ---- classroom material ------------------------------------------------------------------------
-assignments: $(ENV_STAMP) ## student notebooks, reference solutions and the autograder in assignments/
-	$(PY) -m txmerge.assignments --out assignments
+assignments: $(ENV_STAMP) ## nbgrader course in assignments/: teacher notebook, student copy (release/), autograder tests
+	$(PY) -m classroom make --course assignments
 
 # ---- tests and benchmarks ----------------------------------------------------------------------
 test: $(ENV_STAMP) ## run the whole test suite (includes the smoke book build and the browser test)
-	$(PY) -m pytest
+	@chromium="$$($(PY) tools/browser.py)"; TXMERGE_CHROMIUM="$$chromium" $(PY) -m pytest
+
+browser: $(ENV_STAMP) ## find or install the Chromium of the browser test (make test does this itself)
+	$(PY) tools/browser.py
 
 test-fast: $(ENV_STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -m "not slow"

@@ -1,169 +1,134 @@
-"""Classroom assignments: generation from the chapter, the autograder, and the chapter's markup."""
+"""Classroom assignment on nbgrader: the chapter -> nbgrader notebook, the checks, grading.
+
+The fast tests build the course folder once (``python -m classroom make``: nbgrader
+generate_assignment) and run the exercise checks in-process; the slow test autogrades real
+submissions with ``nbgrader autograde`` (solutions, stubs, a mistake, a crash, an endless loop, a
+deleted test cell, a homework variant).
+"""
 
 from __future__ import annotations
 
 import copy
+import csv
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from txmerge import assignments as A
+from classroom import ClassroomError, checks
+from classroom import course as C
+from classroom.chapter import BEGIN, END, STEM, marker_problems, read_chapter, source_notebook
 
-FULL = {e.number: e.points for e in A.EXERCISES}
-ZERO = {e.number: 0 for e in A.EXERCISES}
+REPO = Path(__file__).resolve().parents[1]
+CHAPTER = REPO / "notebooks" / f"{STEM}.md"
+PRELUDE = "import copy\nimport numpy as np\nimport torch\nfrom scipy.optimize import linear_sum_assignment\n"
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("assignments")
-    paths = A.write_assignments(out)
+def made(tmp_path_factory):
+    out = tmp_path_factory.mktemp("course")
+    paths = C.make(out, CHAPTER)
     return out, paths
 
 
-def _code(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+def _nbg(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
 
 
-def _markdown(nb) -> str:
-    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-
-
-def _with_solution(student, solutions, functions: set[str]):
-    """The student copy with the reference cell of every function in ``functions`` swapped in."""
-    nb = copy.deepcopy(student)
-    reference = {fn: c.source for c in solutions.cells if c.cell_type == "code"
-                 for fn in re.findall(r"^def (\w+)\(", c.source, re.M)}
+def _namespace(nb) -> dict:
+    """The functions of a notebook's answer cells, defined as the kernel would (markers are comments)."""
+    ns: dict = {"__name__": "__main__"}
+    exec(PRELUDE, ns)  # noqa: S102
     for cell in nb.cells:
-        names = re.findall(r"^def (\w+)\(", cell.source, re.M) if cell.cell_type == "code" else []
-        if names and set(names) <= functions:
-            cell.source = reference[names[0]]
-    return nb
+        if cell.cell_type == "code" and _nbg(cell).get("solution"):
+            exec(cell.source, ns)  # noqa: S102
+    return ns
 
 
 # ------------------------------------------------------------------------------- the chapter
-def test_chapter_markup_is_well_formed():
-    assert A.check_chapter() == []
+def test_chapter_becomes_an_nbgrader_notebook():
+    nb = source_notebook(read_chapter(CHAPTER))
+    cells = {_nbg(c)["grade_id"]: c for c in nb.cells if _nbg(c)}
+    for ex in checks.EXERCISES:
+        test = cells[f"ex{ex.number}_tests"]
+        assert _nbg(test) == {"grade": True, "grade_id": f"ex{ex.number}_tests", "locked": True,
+                              "points": ex.points, "schema_version": 3, "solution": False}
+        assert f"exercise_checks.check({ex.number}, globals()" in test.source
+        answers = "\n".join(c.source for gid, c in cells.items() if gid.startswith(f"ex{ex.number}_solution"))
+        for fn in ex.functions:
+            assert re.search(rf"^def {fn}\(", answers, re.M), fn
+        assert answers.count(BEGIN) == answers.count(END) >= len(ex.functions)
+    written = [c for gid, c in cells.items() if gid.endswith("_answer")]
+    assert [_nbg(c)["points"] for c in written] == list(checks.WRITTEN.values())
+    assert all(c.cell_type == "markdown" and "Model answer" in c.source for c in written)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "```{" not in md and ":::{" not in md and "solution-start" not in md
+    assert "**Check.**" in md and "The shift cancels" not in md  # explanations moved into the solution
+    assert "# Why: The shift cancels" in cells["ex1_solution_0"].source
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
 
-def test_every_begin_has_an_end_and_every_exercise_a_dropdown():
-    nb = A.read_chapter()
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            lines = [line.strip() for line in cell.source.split("\n")]
-            marks = [line for line in lines if line in (A.BEGIN_MARK, A.END_MARK)]
-            assert marks == [A.BEGIN_MARK, A.END_MARK] * (len(marks) // 2), cell.source[:80]
-    info = A.inspect_chapter(nb)
-    labels = [lab for lab, _ in info.exercises]
-    assert len(labels) >= 6
-    for lab in labels:
-        cls = info.gated_class.get(lab, info.written.get(lab))
-        assert cls is not None and "dropdown" in cls.split(), lab
-    assert [lab for lab in labels if lab in info.gated] == [e.label for e in A.EXERCISES]
-    assert len([lab for lab in labels if lab in info.written]) >= 2
+def test_unbalanced_markers_are_one_error_naming_the_cell():
+    nb = read_chapter(CHAPTER)
+    idx, cell = next((i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and "def loss_barrier" in c.source)
+    cell.source = cell.source.replace(END, "", 1)
+    with pytest.raises(ClassroomError) as info:
+        source_notebook(nb)
+    msg = str(info.value)
+    assert f"code cell {idx}" in msg and "def loss_barrier(losses):" in msg and "never closed" in msg
+    assert msg.count("\n") == 0
+    assert marker_problems(f"{END}\nx = 1") == [f"line 1: {END} without a {BEGIN}"]
+    assert "malformed" in marker_problems("# begin solution here")[0]
 
 
-def test_broken_markup_is_reported():
-    nb = A.read_chapter()
-    cell = next(c for c in nb.cells if c.cell_type == "code" and A.END_MARK in c.source)
-    cell.source = cell.source.replace(A.END_MARK, "", 1)
-    start = next(c for c in nb.cells if c.cell_type == "markdown" and "{solution-start} ex-heads" in c.source)
-    start.source = start.source.replace(":class: dropdown", "")
-    problems = A.check_chapter(nb)
-    assert any("never closed" in p for p in problems)
-    assert any("'ex-heads' is not collapsed" in p for p in problems)
+def test_unclosed_solution_region_is_an_error():
+    nb = read_chapter(CHAPTER)
+    cell = next(c for c in nb.cells if c.cell_type == "markdown" and "{solution-end}" in c.source)
+    cell.source = cell.source.replace("```{solution-end}\n```", "")
+    with pytest.raises(ClassroomError, match="solution-start"):
+        source_notebook(nb)
 
 
-def test_stub_keeps_signature_and_docstring():
-    src = 'def f(x):\n    """Doc."""\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION\n'
-    out = A.stub_source(src, 7)
-    assert out.startswith('def f(x):\n    """Doc."""\n')
-    assert 'raise NotImplementedError("Exercise 7: implement f")' in out and "return x" not in out
-    with pytest.raises(Exception, match="malformed"):
-        A.stub_source(src.replace("# END SOLUTION", ""), 7)
+def test_cli_bad_chapter_writes_nothing(tmp_path):
+    text = CHAPTER.read_text().replace("    # END SOLUTION\n", "", 1)
+    (tmp_path / "bad.md").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "classroom", "make", "--chapter", str(tmp_path / "bad.md"),
+                           "--course", str(tmp_path / "course")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: unbalanced solution markers in code cell ") and "correlation_from_sums" in proc.stderr
+    assert not (tmp_path / "course").exists()
 
 
 # ------------------------------------------------------------------------------- generation
-def test_generate_student_solutions_autograder(generated):
-    out, paths = generated
-    student = nbformat.read(out / "student" / "07_exercises.ipynb", 4)
-    solutions = nbformat.read(out / "solutions" / "07_exercises.ipynb", 4)
-    nbformat.validate(student), nbformat.validate(solutions)
-    code, md = _code(student), _markdown(student)
-    assert A.BEGIN_MARK not in code and A.END_MARK not in code
+def test_make_writes_course_and_student_copy(made):
+    out, paths = made
+    source = nbformat.read(paths["source"], 4)
+    student = nbformat.read(paths["student"], 4)
+    code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+    assert BEGIN not in code and END not in code and "# Why:" not in code
     assert "linear_sum_assignment(np.asarray(corr" not in code  # a reference body
-    for ex in A.EXERCISES:
-        for fn in ex.functions:
-            assert re.search(rf"^def {fn}\(", code, re.M), fn
-            assert f'raise NotImplementedError("Exercise {ex.number}: implement {fn}")' in code
-    assert "solution-start" not in md and "solution-end" not in md and "Model answer" not in md
-    assert "The shift cancels" not in md  # explanation inside a solution region
-    assert md.count("*Write it here.*") == len(A.WRITTEN)
-    assert "```{" not in md and ":::{" not in md  # plain Jupyter Markdown
-    assert "**Check.**" in md  # text after solution-end stays
-    assert not any(c.get("outputs") for c in student.cells if c.cell_type == "code")
-    assert any("parameters" in c.metadata.get("tags", []) for c in student.cells)
-    sol_code, sol_md = _code(solutions), _markdown(solutions)
-    assert A.BEGIN_MARK not in sol_code and "NotImplementedError" not in sol_code
-    assert "linear_sum_assignment(np.asarray(corr" in sol_code
-    assert sol_md.count("Model answer") == len(A.WRITTEN) and "The shift cancels" in sol_md
-    test_module = (out / "autograder" / "test_07_exercises.py").read_text()
-    assert re.findall(r"^def (test_\w+)", test_module, re.M) == [f"test_exercise_{e.number}" for e in A.EXERCISES]
-    for name in ("grade.py", "conftest.py", "pytest.ini"):
-        assert (out / "autograder" / name).is_file()
+    assert code.count("raise NotImplementedError()") == sum(len(e.functions) for e in checks.EXERCISES)
+    assert sum(c.source.strip() == "YOUR ANSWER HERE" for c in student.cells if c.cell_type == "markdown") == len(checks.WRITTEN)
+    assert "Model answer" not in "\n".join(c.source for c in student.cells)
+    assert "linear_sum_assignment(np.asarray(corr" in "\n".join(c.source for c in source.cells)
+    assert (out / "release" / STEM / "exercise_checks.py").read_text() == (REPO / "classroom" / "checks.py").read_text()
+    assert "c.Execute.timeout = 120" in (out / "nbgrader_config.py").read_text()
+    assert (out / "gradebook.db").is_file()
 
 
-def test_cli(tmp_path, capsys):
-    assert A.main(["--out", str(tmp_path / "a")]) == 0
-    assert (tmp_path / "a" / "student" / "07_exercises.ipynb").is_file()
-    assert A.main(["--check"]) == 0
-    assert "0 problem" in capsys.readouterr().out
-
-
-# ------------------------------------------------------------------------------- grading
-@pytest.mark.slow
-def test_reference_full_marks_stubs_zero_isolated(generated):
-    """The real path: grade.py runs the generated pytest autograder in a subprocess per notebook."""
-    out, _ = generated
-    proc = subprocess.run(
-        [sys.executable, str(out / "autograder" / "grade.py"),
-         str(out / "solutions" / "07_exercises.ipynb"), str(out / "student" / "07_exercises.ipynb")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    reports = proc.stdout.split("Grading ")[1:]
-    total = sum(e.points for e in A.EXERCISES)
-    assert f"Total {total}/{total}" in reports[0], proc.stdout
-    assert f"Total 0/{total}" in reports[1] and reports[1].count("not implemented yet") == len(A.EXERCISES)
-
-
-def test_grade_api_in_process(generated):
-    out, _ = generated
-    assert A.grade(out / "solutions" / "07_exercises.ipynb", isolate=False) == FULL
-    assert A.grade(out / "student" / "07_exercises.ipynb", isolate=False, seed=3) == ZERO
-
-
-@pytest.mark.parametrize("number", [1, 2, 4])
-def test_one_exercise_solved_scores_exactly_its_points(generated, number):
-    out, _ = generated
-    student = nbformat.read(out / "student" / "07_exercises.ipynb", 4)
-    solutions = nbformat.read(out / "solutions" / "07_exercises.ipynb", 4)
-    ex = A.EXERCISES[number - 1]
-    path = out / f"partial_{number}.ipynb"
-    nbformat.write(_with_solution(student, solutions, set(ex.functions)), path)
-    assert A.grade(path, isolate=False) == {**ZERO, number: ex.points}
-
-
-def test_exercise_three_needs_its_own_matcher(generated):
-    """Exercise 3's reference reuses match_ff_units; solved with exercise 2 it scores 2 and 3."""
-    out, _ = generated
-    student = nbformat.read(out / "student" / "07_exercises.ipynb", 4)
-    solutions = nbformat.read(out / "solutions" / "07_exercises.ipynb", 4)
-    path = out / "partial_2_3.ipynb"
-    nbformat.write(_with_solution(student, solutions, {"match_ff_units", "permute_ff", "match_heads_two_stage"}), path)
-    assert A.grade(path, isolate=False) == {**ZERO, 2: 3, 3: 3}
+# ------------------------------------------------------------------------------- the checks
+def test_reference_passes_every_check_and_stubs_fail(made):
+    _, paths = made
+    ref = _namespace(nbformat.read(paths["source"], 4))
+    stub = _namespace(nbformat.read(paths["student"], 4))
+    for ex in checks.EXERCISES:
+        assert checks.run_check(ex.number, ref, seed=3)
+        with pytest.raises(NotImplementedError):
+            checks.run_check(ex.number, stub, seed=3)
 
 
 MISTAKES = [
@@ -184,37 +149,98 @@ MISTAKES = [
     (3, "def match_heads_two_stage(corr, n_heads):\n    return match_ff_units(corr)\n", "splits heads"),
     (3, "def match_heads_two_stage(corr, n_heads):\n    from txmerge.matching import match_heads\n"
         "    return match_heads(corr, n_heads).perm\n", "uses the library"),
+    (3, "from txmerge.matching import match_heads\n\ndef _helper(corr, h):\n    return match_heads(corr, h).perm\n\n"
+        "def match_heads_two_stage(corr, n_heads):\n    return _helper(corr, n_heads)\n", "uses the library"),
     (4, "def loss_barrier(losses):\n    return float(np.max(losses) - np.min(losses))\n", "expected"),
 ]
 
 
 @pytest.mark.parametrize("number,source,message", MISTAKES)
-def test_common_mistakes_lose_the_points(generated, number, source, message):
-    out, _ = generated
-    nb = nbformat.read(out / "solutions" / "07_exercises.ipynb", 4)
-    nb.cells.append(nbformat.v4.new_code_cell(source))  # a later definition replaces the reference
-    sub = A.extract_definitions(nb)
-    with pytest.raises(Exception) as info:
-        A.run_check(number, sub, seed=0)
-    assert message in A._failure_message(info.value)
+def test_common_mistakes_lose_the_points(made, number, source, message):
+    _, paths = made
+    ns = _namespace(nbformat.read(paths["source"], 4))
+    exec(source, ns)  # noqa: S102  (a later definition replaces the reference, as in the kernel)
+    with pytest.raises(checks.CheckFailed, match=message):
+        checks.run_check(number, ns, seed=0)
 
 
-def test_only_definitions_are_executed():
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np\nEPS = 1e-7\nraise RuntimeError('not run')"),
-        nbformat.v4.new_code_cell("def loss_barrier(losses):\n    l = np.asarray(losses)\n    return float(l.max() - (l[0] + l[-1]) / 2 + 0 * EPS)\n1 / 0"),
-        nbformat.v4.new_code_cell("def broken(:\n    pass"),
-        nbformat.v4.new_code_cell("import a_module_that_does_not_exist"),
-    ]
-    sub = A.extract_definitions(nb)
-    assert sub.namespace["loss_barrier"]([1.0, 3.0, 2.0]) == 1.5
-    assert any("does not parse" in n for n in sub.notes) and any("ModuleNotFoundError" in n for n in sub.notes)
-    assert A.run_check(4, sub)
+def test_an_endless_loop_fails_its_check_only(made, monkeypatch):
+    _, paths = made
+    ns = _namespace(nbformat.read(paths["source"], 4))
+    exec("def loss_barrier(losses):\n    while True:\n        pass\n", ns)  # noqa: S102
+    monkeypatch.setattr(checks, "TIME_LIMIT", 1.0)
+    with pytest.raises(checks.CheckFailed, match="longer than 1 s"):
+        checks.run_check(4, ns)
+    assert checks.run_check(1, ns)
 
 
-def test_missing_submission_scores_zero(tmp_path):
-    results = A.grade_details(tmp_path / "missing.ipynb", isolate=False)
-    assert [r.points for r in results] == [0] * len(A.EXERCISES)
-    assert "does not exist" in results[0].message
-    assert "Total 0/" in A.format_report(results)
+# ------------------------------------------------------------------------------- bad input
+def test_grading_an_empty_folder_is_an_error(made, tmp_path):
+    out, _ = made
+    with pytest.raises(ClassroomError, match=r"no notebooks \(\*\.ipynb\) in"):
+        C.grade(out, tmp_path)
+    assert not list(out.glob("grades_*.csv")) and not (out / "submitted").exists()
+
+
+def test_grading_another_assignment_is_an_error(made, tmp_path):
+    out, paths = made
+    nbformat.write(nbformat.read(paths["student"], 4), tmp_path / "alice.ipynb")
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    other.cells[0].metadata["nbgrader"] = {"grade_id": "q1", "solution": True, "grade": False, "locked": False, "schema_version": 3}
+    nbformat.write(other, tmp_path / "bob.ipynb")
+    with pytest.raises(ClassroomError, match=r"bob\.ipynb is not a submission of 07_exercises"):
+        C.grade(out, tmp_path)
+    assert not list(out.glob("grades_*.csv")) and not (out / "submitted").exists()
+
+
+# ------------------------------------------------------------------------------- grading
+@pytest.mark.slow
+def test_autograde_submissions(made, tmp_path):
+    """nbgrader autograde on real submissions: full marks, zero, lost points only where wrong."""
+    out, paths = made
+    source = nbformat.read(paths["source"], 4)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+
+    def save(name, nb):
+        nbformat.write(nb, subs / f"{name}.ipynb")
+
+    def edited(fn, new_source=None, insert=None, drop=None):
+        nb = copy.deepcopy(source)
+        for cell in nb.cells:
+            if fn and cell.source.startswith(f"def {fn}("):
+                cell.source = new_source
+        if insert:
+            nb.cells.insert(3, nbformat.v4.new_code_cell(insert))
+        if drop:
+            nb.cells = [c for c in nb.cells if _nbg(c).get("grade_id") != drop]
+        return nb
+
+    # the reference as a homework variant: papermill injects seed 7 (the checks draw from it)
+    subprocess.run([sys.executable, "-m", "papermill", str(paths["source"]), str(subs / "variant.ipynb"),
+                    "--prepare-only", "-p", "seed", "7", "-p", "n_tokens", "256"], check=True, capture_output=True)
+    save("stub", nbformat.read(paths["student"], 4))
+    save("mistake", edited("loss_barrier", "def loss_barrier(losses):\n    return float(np.max(losses) - np.min(losses))\n"))
+    save("crash", edited(None, insert="raise RuntimeError('a cell that fails')"))
+    save("endless", edited("loss_barrier", "def loss_barrier(losses):\n    while True:\n        pass\n"))
+    save("deleted", edited(None, drop="ex1_tests"))
+    env_before = os.environ.get("EXERCISE_TIME_LIMIT")
+    os.environ["EXERCISE_TIME_LIMIT"] = "20"
+    try:
+        csv_path = C.grade(out, subs, timeout=60)
+    finally:
+        if env_before is None:
+            del os.environ["EXERCISE_TIME_LIMIT"]
+        else:
+            os.environ["EXERCISE_TIME_LIMIT"] = env_before
+    got = {s: [g.get(f"ex{e.number}_tests") for e in checks.EXERCISES] for s, g in C.scores(out).items()}
+    full = [e.points for e in checks.EXERCISES]
+    assert got["variant"] == full
+    assert got["stub"] == [0, 0, 0, 0]
+    assert got["mistake"] == full[:3] + [0]
+    assert got["crash"] == full
+    assert got["endless"] == full[:3] + [0]
+    assert got["deleted"] == full
+    rows = {r["student_id"]: r for r in csv.DictReader(csv_path.open())}
+    assert sorted(rows) == sorted(got) and float(rows["stub"]["score"]) == 0 and float(rows["variant"]["score"]) == sum(full)
+    assert (out / "feedback" / "endless" / STEM / f"{STEM}.html").is_file()

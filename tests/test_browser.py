@@ -4,7 +4,8 @@ Checks per page: HTTP 200, every image loaded, math rendered by MathJax, no cell
 traceback or warning text, and no request leaving 127.0.0.1. Every chapter must be reachable from
 the navigation. A screenshot of each page goes to ``_build/screenshots/`` in the repository
 (``$TXMERGE_SCREENSHOTS`` overrides). Never runs ``playwright install``: Chromium comes from apt
-(``.ci/run`` installs it). Set ``TXMERGE_SKIP_BROWSER=1`` to skip where Chromium cannot be had.
+(``make test`` finds or installs Chromium first with ``tools/browser.py`` and passes its path in
+``$TXMERGE_CHROMIUM``). Set ``TXMERGE_SKIP_BROWSER=1`` to skip where no Chromium can be had.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ pytest_plugins = ["book_fixtures"]
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("TXMERGE_CHROMIUM", "/usr/bin/chromium")
+def _chromium() -> str | None:
+    from tools.browser import find_chromium  # $TXMERGE_CHROMIUM, PATH, usual folders, Playwright's
+
+    return find_chromium()
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -41,9 +45,9 @@ BAD_OUTPUT = re.compile(r"traceback|warn", re.I)
 def browser_ready():
     if os.environ.get("TXMERGE_SKIP_BROWSER") == "1":
         pytest.skip("TXMERGE_SKIP_BROWSER=1 is set")
-    if not Path(CHROMIUM).exists():
+    if not _chromium():
         pytest.fail(
-            f"{CHROMIUM} is missing: run `apt-get install chromium` (as root; .ci/run does this), "
+            "no Chromium found: run `make test` (it installs one) or `python tools/browser.py`, "
             "or set TXMERGE_SKIP_BROWSER=1 to skip the browser test explicitly."
         )
     try:
@@ -93,7 +97,7 @@ def test_every_page_in_the_browser(served_book, book_tools, tmp_path):
 
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            str(tmp_path / "profile"), executable_path=_chromium(), headless=True, args=FLAGS,
             viewport={"width": 1280, "height": 900},
         )
         try:

@@ -32,6 +32,17 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def environment_lock() -> str:
+    """The hash of the uv.lock the running environment was installed from (``make venv`` writes it to
+    ``<sys.prefix>/txmerge-lock.txt``): two builds with the same value used the same packages."""
+    try:
+        with open(os.path.join(sys.prefix, "txmerge-lock.txt")) as fh:
+            name, _, digest = fh.read().strip().partition(" ")
+        return f"{name} {digest[:19]}" if digest.startswith("sha256:") else "unknown (unreadable txmerge-lock.txt)"
+    except OSError:
+        return "not installed from uv.lock"
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -68,6 +79,7 @@ def provenance_dict(params: Any, started_at: float | None = None) -> dict[str, s
     }
     for pkg in _PACKAGES:
         rec[pkg] = _version(pkg)
+    rec["environment"] = environment_lock()
     rec["python"] = platform.python_version()
     rec["machine"] = f"{platform.system()} {platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores"
     rec["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 
+#: The repository this package is installed from (editable install): the default home of the zoo and the presets.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -47,6 +47,7 @@ import warnings
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .cache import REPO_ROOT
 from .errors import TxmergeError
 from .presets import PRESETS
 
@@ -62,7 +63,7 @@ _IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 
 def params_dir() -> Path:
     """Folder of the preset files (``$TXMERGE_PARAMS``, default ``<repo>/params``)."""
-    default = Path(__file__).resolve().parents[2] / "params"
+    default = REPO_ROOT / "params"
     return Path(os.environ.get("TXMERGE_PARAMS", default)).expanduser()
 
 

@@ -6,8 +6,6 @@ Every chapter starts its clock in the validation cell and ends with a provenance
     ...
     from txmerge.provenance import provenance
     provenance(P, _started)                       # last cell: a small two-column table
-
-``chapter_header`` renders the "expected run time" note that opens each chapter.
 """
 
 from __future__ import annotations
@@ -92,15 +90,3 @@ def provenance(params: Any, started_at: float | None = None) -> pd.DataFrame:
     """A two-column table (item, value) to display as a chapter's last output."""
     rec = provenance_dict(params, started_at)
     return pd.DataFrame({"item": list(rec), "value": list(rec.values())}).set_index("item")
-
-
-def chapter_header(expected_minutes: dict[str, float], preset: str | None = None) -> Any:
-    """Markdown note with the expected run time per preset (shown in a chapter's first code cell)."""
-    from IPython.display import Markdown
-
-    parts = []
-    for name, minutes in expected_minutes.items():
-        mark = "**" if name == preset else ""
-        when = f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.0f} min"
-        parts.append(f"{mark}{name}: about {when}{mark}")
-    return Markdown("Expected run time — " + "; ".join(parts) + f" (running with python {sys.version.split()[0]}).")

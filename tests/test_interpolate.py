@@ -25,7 +25,6 @@ from txmerge.interpolate import (
     interpolation_curve,
     loss_barrier,
     loss_barrier_linear,
-    mean_se,
 )
 
 VOCAB = 61  # conftest's default tiny vocabulary
@@ -118,17 +117,6 @@ def test_barrier_needs_one_loss_per_lambda():
         loss_barrier([1.0, 2.0, 3.0], [0.0, 1.0])
     with pytest.raises(TxmergeError, match="one loss per"):
         loss_barrier_linear([1.0, 2.0, 3.0], [0.0, 1.0])
-
-
-def test_mean_se_matches_numpy():
-    v = [0.3, 0.1, 0.7, 0.25, 0.4]
-    m, se = mean_se(v)
-    assert m == pytest.approx(np.mean(v))
-    assert se == pytest.approx(np.std(v, ddof=1) / np.sqrt(len(v)))
-    m1, se1 = mean_se([0.42])
-    assert m1 == pytest.approx(0.42) and np.isnan(se1)
-    with pytest.raises(TxmergeError):
-        mean_se([])
 
 
 # ------------------------------------------------------------------------------------ the path

@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
-from txmerge.paper import beats_prior, flatness_verdict, paired_verdict
-
-
-def test_paired_verdict_confirmed_not_confirmed_inconclusive():
-    v = paired_verdict([1.0, 1.1, 0.9], [2.0, 2.2, 1.9])  # lower is clearly lower in every pair
-    assert v.verdict == "confirmed" and v.pairs == 3 and v.mean_diff == pytest.approx(1.0333, abs=1e-3)
-    assert paired_verdict([2.0, 2.2, 1.9], [1.0, 1.1, 0.9]).verdict == "not confirmed"
-    assert paired_verdict([1.0, 2.0, 1.0], [1.5, 1.0, 1.6]).verdict == "inconclusive"  # pairs disagree
-    assert "3 pairs" in str(v)
-
-
-def test_paired_verdict_one_pair_uses_the_sign_beyond_a_margin():
-    assert paired_verdict([1.0], [1.2]).verdict == "confirmed"
-    assert paired_verdict([1.0], [1.01]).verdict == "inconclusive"
-    assert np.isnan(paired_verdict([1.0], [1.2]).se_diff)
+from txmerge.paper import beats_prior, flatness_verdict
 
 
 def test_flatness_verdict():

@@ -137,12 +137,3 @@ def m_shaped(losses, lambdas=None, margin: float = 0.05) -> bool:
     mid = loss[np.argmin(np.abs(lam - 0.5))]
     left, right = loss[lam < 0.5].max(), loss[lam > 0.5].max()
     return bool(min(left, right) > mid + margin * max(abs(mid), 1e-9))
-
-
-def mean_se(values) -> tuple[float, float]:
-    """Mean and standard error (sample std / √n) of per-pair values; the s.e. is NaN for one pair."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        raise TxmergeError("No values to average; run at least one pair.")
-    se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
-    return float(v.mean()), se

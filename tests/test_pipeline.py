@@ -193,3 +193,13 @@ def test_task_smoke_run_stsb(env):
     # the two fine-tunes start from different bases, so their trained heads differ
     pa, pb = exp.model(1).classifier.weight, exp.model(2).classifier.weight
     assert not torch.equal(pa, pb)
+
+
+def test_explicit_checkpoints_replace_the_presets_models(env):
+    """The training-progress study merges mid-training snapshots: model_paths overrides the preset's zoo."""
+    from txmerge import models, zoo
+
+    one, two = zoo.ensure_model("smoke", 1), zoo.ensure_model("smoke", 2)
+    exp = pipeline.MLMExperiment("smoke", model_paths={1: two, 2: one}, **MLM_KW)
+    assert exp.model_path(1) == two and exp.model_path(2) == one
+    assert exp.model_key(1) == models.model_sha256(two) != exp.model_key(2)

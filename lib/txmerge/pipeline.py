@@ -276,8 +276,9 @@ class MLMExperiment(Experiment):
     kind = "mlm"
 
     def __init__(self, preset: str, *, eval_blocks: int | None = 96, text_mode: str = "clean", eval_seed: int = 42,
-                 eval_batch_size: int = 64, **kwargs):
+                 eval_batch_size: int = 64, model_paths: Mapping[int, str] | None = None, **kwargs):
         super().__init__(preset, **kwargs)
+        self.model_paths = dict(model_paths or {})  # seed -> checkpoint, instead of the preset's (e.g. mid-training)
         self.eval_blocks = eval_blocks
         self.text_mode = text_mode
         self.eval_seed = eval_seed
@@ -285,6 +286,8 @@ class MLMExperiment(Experiment):
         self._eval_set: dict[str, torch.Tensor] | None = None
 
     def model_path(self, seed: int) -> str:
+        if seed in self.model_paths:
+            return str(self.model_paths[seed])
         return zoo.ensure_model(self.preset, seed)  # the smoke preset trains its micro model once
 
     def load(self, seed: int) -> torch.nn.Module:

@@ -137,15 +137,13 @@ def shared_cache(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def env(monkeypatch, downloads, shared_cache) -> Path:
-    """TXMERGE_CACHE in the pytest temp folder, the verified downloads, no Hub, and a guard that fails any
-    further attempt to download."""
+def offline_environment(mp: pytest.MonkeyPatch, downloads: Path, cache: Path) -> None:
+    """Set TXMERGE_CACHE, the verified downloads and no Hub, and make any further download fail the test."""
     from txmerge import fetch as fetch_mod
 
-    monkeypatch.setenv("TXMERGE_CACHE", str(shared_cache))
-    monkeypatch.setenv("TXMERGE_DOWNLOADS", str(downloads))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("TXMERGE_CACHE", str(cache))
+    mp.setenv("TXMERGE_DOWNLOADS", str(downloads))
+    mp.setenv("HF_HUB_OFFLINE", "1")
     real_fetch = fetch_mod.fetch
 
     def no_download(name):
@@ -154,5 +152,11 @@ def env(monkeypatch, downloads, shared_cache) -> Path:
             pytest.fail(f"a test tried to download {src.requirement}")
         return real_fetch(name)
 
-    monkeypatch.setattr(fetch_mod, "fetch", no_download)
+    mp.setattr(fetch_mod, "fetch", no_download)
+
+
+@pytest.fixture
+def env(monkeypatch, downloads, shared_cache) -> Path:
+    """TXMERGE_CACHE in the pytest temp folder, the verified downloads, no Hub, no further download."""
+    offline_environment(monkeypatch, downloads, shared_cache)
     return shared_cache

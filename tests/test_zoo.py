@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
-from txmerge import fetch as fetch_mod, finetune, hub, models, pipeline, zoo
+from conftest import offline_environment
+from txmerge import finetune, hub, models, pipeline, zoo
 from txmerge.cache import file_sha256
 from txmerge.errors import TxmergeError
 
@@ -27,18 +28,8 @@ MICRO = zoo.TinyRecipe(hidden_size=16, num_hidden_layers=1, num_attention_heads=
 def zoo_env(downloads, shared_cache):
     """Module-wide: TXMERGE_CACHE in the pytest temp folder (shared with the other modules' micro models),
     the verified downloads, no Hub, and a guard that fails any attempt to download."""
-    real_fetch = fetch_mod.fetch
-
-    def no_download(name):
-        src = fetch_mod.SOURCES[name]
-        if not (downloads / name / src.filename).exists():
-            pytest.fail(f"a test tried to download {src.requirement}")
-        return real_fetch(name)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TXMERGE_CACHE", str(shared_cache))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(fetch_mod, "fetch", no_download)
+        offline_environment(mp, downloads, shared_cache)
         yield shared_cache
 
 

@@ -1,19 +1,17 @@
-"""RoBERTa (``RobertaModel``, ``RobertaForMaskedLM``, ``RobertaForSequenceClassification``): BERT's blocks;
-position ids offset by the padding index (nothing to permute); ``lm_head`` with a tied decoder."""
+"""RoBERTa (``RobertaModel``, ``RobertaForMaskedLM``, ``RobertaForSequenceClassification``): BERT's table
+with RoBERTa's names for the base model and the heads; position ids start after the padding index
+(nothing to permute, two fewer positions); ``lm_head`` with a tied decoder."""
 
-from txmerge.families.bert import ATTENTION_BLOCK, NODES, linear, mlm_head, norm
-from txmerge.spec import Family
+from dataclasses import replace
 
-FAMILY = Family(
+from txmerge.families.bert import FAMILY as BERT
+from txmerge.families.bert import linear, mlm_head
+
+FAMILY = replace(
+    BERT,
     name="roberta",
     model_types=("roberta",),
     base="roberta",
-    sizes=lambda c: (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size),
-    embeddings={"embeddings.word_embeddings.weight": (None, "emb"), "embeddings.position_embeddings.weight": (None, "emb"),
-                "embeddings.token_type_embeddings.weight": (None, "emb"), **norm("embeddings.LayerNorm", "emb")},
-    layer="encoder.layer.{l}.",
-    layer_params=ATTENTION_BLOCK,
-    nodes=NODES,
     heads={**linear("{base}pooler.dense", None, "last"), **linear("classifier.dense", None, "last"),
            **linear("classifier.out_proj", None, None)},
     lm_head_module="lm_head",

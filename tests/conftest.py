@@ -21,6 +21,8 @@ FAMILIES = {
     "distilbert": ("DistilBertConfig", {"base": "DistilBertModel", "mlm": "DistilBertForMaskedLM",
                                         "cls": "DistilBertForSequenceClassification"}),
     "gpt2": ("GPT2Config", {"base": "GPT2Model", "mlm": "GPT2LMHeadModel", "cls": "GPT2ForSequenceClassification"}),
+    "xlm-roberta": ("XLMRobertaConfig", {"base": "XLMRobertaModel", "mlm": "XLMRobertaForMaskedLM",
+                                         "cls": "XLMRobertaForSequenceClassification"}),
 }
 
 
@@ -52,7 +54,7 @@ def family_config(family: str, hidden: int = 32, layers: int = 2, heads: int = 4
     if family == "bert":
         return tiny_config(hidden, layers, heads, ff, vocab)
     cls = getattr(transformers, FAMILIES[family][0])
-    if family == "roberta":
+    if family in ("roberta", "xlm-roberta"):
         return cls(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                    intermediate_size=ff, max_position_embeddings=40, initializer_range=0.2, hidden_dropout_prob=0.0,
                    attention_probs_dropout_prob=0.0, num_labels=3, pad_token_id=1)

@@ -159,7 +159,7 @@ def test_an_unsupported_family_is_refused_listing_the_supported_ones(tmp_path, c
 
     T5Model(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=20, d_kv=8)).save_pretrained(tmp_path / "t5")
     code, err = _run(capsys, ["align", str(tmp_path / "t5"), str(tmp_path / "t5"), "--out", str(tmp_path / "o")])
-    assert code == 2 and "supported families: bert, distilbert, gpt2, roberta" in err
+    assert code == 2 and "supported families: bert, distilbert, gpt2, roberta, xlm-roberta" in err
 
 
 def test_different_classes_are_refused(tmp_path, capsys, text_file):

@@ -141,11 +141,11 @@ LEGACY_CORPUS = ("wikipedia",)
 
 
 def zoo_recipe(root: Path) -> dict:
-    """The recipe (as a dict) of the models in the zoo folder ``root`` (from their MANIFEST.json)."""
-    manifest = root / "MANIFEST.json"
-    if not manifest.exists():
-        raise TxmergeError(f"No MANIFEST.json in {root}; write it with `python -m txmerge zoo manifest`.")
-    return json.loads(manifest.read_text())["models"][0]["recipe"]
+    """The recipe (as a dict) of the models in the zoo folder ``root`` (from the first seed's training.json)."""
+    records = sorted(root.glob("seed_*/training.json"))
+    if not records:
+        raise TxmergeError(f"No trained model in {root}; train one with `python -m txmerge zoo train --seed N --out {root}`.")
+    return json.loads(records[0].read_text())["recipe"]
 
 
 @torch.inference_mode()

@@ -21,15 +21,7 @@ the ``parameters`` cell (and papermill's injected cell), a validation cell runs:
 
 so a reader's ``papermill -p name value`` is checked against the same schema.
 
-Adding a chapter schema (``notebooks/NN_name.md``):
-
-1. Subclass :class:`CommonParams`; one field per parameter, typed (``int``, ``float``, ``bool``,
-   ``list[int]``, ``Literal[...]`` for choices), with ``Field(default, ge=..., description=...)``.
-   Defaults are the ``tiny`` values, which are also the values of the chapter's ``parameters`` cell.
-2. Register it: ``CHAPTERS["NN_name"] = MyParams``.
-3. Add a ``NN_name:`` section to ``params/tiny.yaml``, ``params/smoke.yaml`` and ``params/paper.yaml``
-   (``tests/test_params.py`` checks that every preset validates for every chapter and that the
-   ``parameters`` cell equals the ``tiny`` preset).
+Adding a chapter schema: see CONTRIBUTING.md.
 """
 
 from __future__ import annotations
@@ -232,12 +224,8 @@ def _describe(annotation: Any) -> str:
         return f"a list of {_plural(args[0])}" if args else "a list"
     if origin is dict:
         return "a mapping"
-    return {
-        bool: "true or false",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-    }.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def _constraints(field: Any) -> str:

@@ -161,10 +161,14 @@ NO_ANALOGUE = {
 }
 
 
+def tasks_of(preset: str) -> dict[str, TaskInfo]:
+    """The task registry of ``preset``: the paper's eight GLUE tasks, or the tiny/smoke analogues."""
+    return GLUE_TASKS if check_preset(preset) == "paper" else TINY_TASKS
+
+
 def task_info(name: str, preset: str = "tiny") -> TaskInfo:
     """The ``TaskInfo`` of task ``name`` in ``preset`` (the tiny analogue, or the Hub GLUE task for paper)."""
-    check_preset(preset)
-    table = GLUE_TASKS if preset == "paper" else TINY_TASKS
+    table = tasks_of(preset)
     if name in table:
         return table[name]
     if name in NO_ANALOGUE and preset != "paper":

@@ -307,8 +307,7 @@ def model_spec(
         raise TxmergeError(f"family {family.name}: unknown role {role!r} in its table.")
 
     axes: dict[str, tuple[Any, ...]] = {}
-    base = {**family.embeddings}
-    for name, roles in base.items():
+    for name, roles in family.embeddings.items():
         axes[prefix + name] = resolve(roles, None)
     for layer in range(n_layers):
         for name, roles in family.layer_params.items():

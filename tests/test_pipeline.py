@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from txmerge.matching import matched_correlation
 from txmerge import pipeline
 from txmerge.errors import TxmergeError
 from txmerge.evaluate import mlm_loss, task_loss
@@ -71,6 +72,15 @@ def test_mlm_smoke_run_vanilla_and_ff_attn(env):
         assert corr >= ff_attn.identity_corr[g] - 1e-9, g
     summary = res.summary()
     assert list(summary.index) == ["vanilla", "ff+attn"] and summary["se"].isna().all()  # one pair: no s.e.
+    # the same permutations scored on the text they were matched on give the alignment's own numbers;
+    # on held-out text (the unmasked evaluation blocks) they are other numbers
+    method = pipeline.method_named("ff+attn")
+    al = exp.alignment((1, 2), method)
+    same, same_ident = matched_correlation(al, exp.statistics((1, 2))["covariances"])
+    assert same == pytest.approx(ff_attn.matched_corr) and same_ident == pytest.approx(ff_attn.identity_corr)
+    held, held_ident = exp.heldout_correlation((1, 2), method)
+    assert set(held) == set(same) and held != pytest.approx(same)
+    assert exp.statistics((1, 2), heldout=True)["tokens"] == int(exp.eval_set()["attention_mask"].sum())
 
 
 def test_separate_is_flagged_not_function_preserving(env):

@@ -270,9 +270,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     elif args.zoo_cmd == "finetune":
         from . import finetune
 
-        entry = finetune.finetune_seed(args.task, args.seed, preset=args.preset, out_root=finetune.glue_root(args.preset),
-                                       device=args.device)
-        finetune.write_glue_manifest(finetune.glue_root(args.preset))
+        out = Path(args.out) if args.out else finetune.glue_root(args.preset)
+        entry = finetune.finetune_seed(args.task, args.seed, preset=args.preset, out_root=out, device=args.device,
+                                       base_root=Path(args.base) if args.base else None)
+        finetune.write_glue_manifest(out)
         print(json.dumps({k: entry[k] for k in ("task", "seed", "validation")}, indent=1))
     return 0
 
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, required=True)
     f.add_argument("--preset", default="tiny", choices=PRESETS)
     f.add_argument("--device", default="cpu", help="cpu or cuda")
+    f.add_argument("--base", help="zoo folder of the pretrained seeds (default: the preset's)")
+    f.add_argument("--out", help="folder of the fine-tunes (default: the preset's, zoo/tiny-glue for tiny)")
     z.set_defaults(func=cmd_zoo)
     return p
 

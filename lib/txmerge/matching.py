@@ -248,6 +248,15 @@ def _scores(corr: np.ndarray, perm: torch.Tensor) -> tuple[float, float]:
     return float(corr[idx, perm.numpy()].mean()), float(np.diag(corr).mean())
 
 
+def matched_correlation(alignment: Alignment, moments: Mapping[str, Stats]) -> tuple[dict[str, float], dict[str, float]]:
+    """({group: mean matched correlation}, {group: mean diagonal correlation}) of ``alignment``'s
+    permutations on other ``moments``, e.g. features of text the matching never saw."""
+    matched, ident = {}, {}
+    for name, group in alignment.spec.groups.items():
+        matched[name], ident[name] = _scores(_node_stats(group, moments).correlation(False), alignment.perms[name])
+    return matched, ident
+
+
 def compute_alignment(moments: Mapping[str, Stats], config: Any, method: MergeMethod, *, prefix: str | None = None) -> Alignment:
     """Permutations of B for ``method`` from ``{node: PairMoments}`` (see :func:`required_nodes`): every
     group of the method's spec is matched on its own nodes, by its kind.

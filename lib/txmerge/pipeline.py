@@ -32,7 +32,7 @@ from .evaluate import label_prior_baseline, mlm_loss, task_loss
 from .features import all_nodes, collect_pair_moments
 from .interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
 from .verdicts import mean_se
-from .matching import Alignment, MergeMethod, compute_alignment
+from .matching import Alignment, MergeMethod, compute_alignment, matched_correlation
 
 Pair = tuple[int, int]
 #: The library code each cached result depends on (cache.code_version): a change there recomputes it.
@@ -57,6 +57,9 @@ BOOK_METHODS: dict[str, MergeMethod] = {
     "first (official)": MergeMethod(residual="first", tied_decoder="official"),
     "last (official)": MergeMethod(residual="last", tied_decoder="official"),
     "all (official)": MergeMethod(residual="all", tied_decoder="official"),
+    "first (untied)": MergeMethod(residual="first", tied_decoder="untied"),
+    "last (untied)": MergeMethod(residual="last", tied_decoder="untied"),
+    "all (untied)": MergeMethod(residual="all", tied_decoder="untied"),
     "full": MergeMethod(ff=True, attn=True, residual="first"),
 }
 
@@ -209,16 +212,23 @@ class Experiment:
     def _n(self, n_sentences: int | None) -> int | None:
         return self.n_sentences if n_sentences is None else n_sentences
 
-    def statistics(self, pair: Pair, n_sentences: int | None = None) -> dict:
-        """Covariances of A's and B's features at every node (one pass; cached on disk and in memory)."""
-        n = self._n(n_sentences)
-        key = {"a": self.model_key(pair[0]), "b": self.model_key(pair[1]), "n_sentences": n, **self.settings()}
-        mem = (pair, n)
+    def heldout_batches(self) -> list[dict[str, torch.Tensor]]:
+        """Unlabelled batches of text the matching never sees (the evaluation text)."""
+        raise NotImplementedError
+
+    def statistics(self, pair: Pair, n_sentences: int | None = None, heldout: bool = False) -> dict:
+        """Covariances of A's and B's features at every node (one pass; cached on disk and in memory),
+        on the correlation text, or with ``heldout`` on :meth:`heldout_batches`."""
+        n = None if heldout else self._n(n_sentences)
+        text = {"heldout": self.eval_settings()} if heldout else {}
+        key = {"a": self.model_key(pair[0]), "b": self.model_key(pair[1]), "n_sentences": n, **text, **self.settings()}
+        mem = (pair, n, heldout)
         if mem not in self._stats:
             def compute() -> dict:
                 model_a, model_b = self.model(pair[0]), self.model(pair[1])
                 nodes = all_nodes(model_a.config.num_hidden_layers, qk=True)
-                moments = collect_pair_moments(model_a, model_b, self.correlation_batches(n), nodes=nodes,
+                batches = self.heldout_batches() if heldout else self.correlation_batches(n)
+                moments = collect_pair_moments(model_a, model_b, batches, nodes=nodes,
                                                drop_special_tokens=self.drop_special_tokens, progress=self.progress)
                 tokens = int(next(iter(moments.values())).n)
                 return {"covariances": {k: m.covariance() for k, m in moments.items()}, "tokens": tokens}
@@ -230,6 +240,11 @@ class Experiment:
         """Permutations of B for ``method`` (from the cached statistics)."""
         stats = self.statistics(pair, n_sentences)
         return compute_alignment(stats["covariances"], self.model(pair[1]), method)
+
+    def heldout_correlation(self, pair: Pair, method: MergeMethod, n_sentences: int | None = None) -> tuple[dict, dict]:
+        """({group: matched correlation}, {group: unaligned correlation}) of ``method``'s alignment
+        (matched on the correlation text) measured on the held-out text."""
+        return matched_correlation(self.alignment(pair, method, n_sentences), self.statistics(pair, heldout=True)["covariances"])
 
     def curve(self, pair: Pair, name: str, method: MergeMethod | None = None, n_sentences: int | None = None) -> CurveResult:
         """Interpolation path of ``pair`` under ``method`` (default: BOOK_METHODS[name]); cached."""
@@ -310,6 +325,12 @@ class MLMExperiment(Experiment):
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         return mlm_loss(model, self.eval_set(), self.eval_batch_size)
 
+    def heldout_batches(self) -> list[dict[str, torch.Tensor]]:
+        es = self.eval_set()
+        ids = torch.where(es["labels"] != -100, es["labels"], es["input_ids"])  # the text before masking
+        return [{"input_ids": ids[i:i + self.batch_size], "attention_mask": es["attention_mask"][i:i + self.batch_size]}
+                for i in range(0, len(ids), self.batch_size)]
+
     def verify_inputs(self) -> dict[str, torch.Tensor]:
         es = self.eval_set()
         return {"input_ids": es["input_ids"][:4], "attention_mask": es["attention_mask"][:4]}
@@ -365,6 +386,9 @@ class TaskExperiment(Experiment):
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         return task_loss(model, self.eval_batches(), self.info.is_regression)
+
+    def heldout_batches(self) -> list[dict[str, torch.Tensor]]:
+        return [{k: v for k, v in b.items() if k != "labels"} for b in self.eval_batches()]
 
     def prior_baseline(self) -> dict[str, float]:
         """Loss and metric on the evaluated validation examples of a model that ignores the text

@@ -1,0 +1,175 @@
+"""The paper's claims C1–C6 decided from this book's tables, by the one rule of :mod:`txmerge.verdicts`.
+
+Every function takes the tidy tables the experiments return (``Results.barriers``: one row per pair
+and method with ``barrier``, ``barrier_linear``, ``loss_B``, ``loss_A``, ``function_preserving``)
+and returns a :class:`Claim`: the claim's verdict and every paired comparison behind it. A claim made
+of several parts is confirmed only when every part is (:func:`txmerge.verdicts.combine`). The
+chapters glue what these return; no chapter decides a verdict itself. C7 and C8 are
+:func:`txmerge.verdicts.glue_claims`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import TxmergeError
+from .verdicts import Decision, check_barrier_table, combine, compare, decisions_table, mean_se
+
+NOT_TESTABLE = "not testable"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's verdict and the comparisons (name → :class:`Decision`) it was decided from."""
+
+    verdict: str
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    reason: str = ""  # why a claim could not be tested
+
+    def table(self) -> pd.DataFrame:
+        """One row per comparison (see :func:`txmerge.verdicts.decisions_table`)."""
+        return decisions_table(self.decisions)
+
+    def __str__(self) -> str:
+        return f"{self.verdict} ({self.reason})" if self.reason else self.verdict
+
+
+def _claim(decisions: dict[str, Decision]) -> Claim:
+    return Claim(combine(decisions.values()), decisions)
+
+
+def claim_c1(barriers: pd.DataFrame) -> Claim:
+    """C1, vanilla averaging has a large barrier: the vanilla barrier against 10 % of the endpoint loss."""
+    b = check_barrier_table(barriers, ["vanilla"])
+    ends = check_barrier_table(barriers, ["vanilla"], "loss_A")["vanilla"] + check_barrier_table(barriers, ["vanilla"], "loss_B")["vanilla"]
+    d = compare(np.zeros(len(b)), b["vanilla"], float(ends.mean() / 2))
+    return _claim({"vanilla barrier ≥ 10 % of the endpoint loss": d})
+
+
+def claim_c2(barriers: pd.DataFrame) -> Claim:
+    """C2: FF < vanilla, FF + attention < FF, FF < attention only (differences from 10 % of the vanilla barrier)."""
+    b = check_barrier_table(barriers, ["vanilla", "attn", "ff", "ff+attn"])
+    scale = float(b["vanilla"].mean())
+    return _claim({"FF < vanilla": compare(b["ff"], b["vanilla"], scale),
+                   "FF+attn < FF": compare(b["ff+attn"], b["ff"], scale),
+                   "FF < attn only": compare(b["ff"], b["attn"], scale)})
+
+
+def claim_c3(barriers: pd.DataFrame) -> Claim:
+    """C3, the chain Head-Perm < Ignore-Heads < Monotonic < FF only (no attention alignment)."""
+    b = check_barrier_table(barriers, ["vanilla", "ff", "monotonic", "ignore", "permute"])
+    scale = float(b["vanilla"].mean())
+    return _claim({"Head-Perm < Ignore-Heads": compare(b["permute"], b["ignore"], scale),
+                   "Ignore-Heads < Monotonic": compare(b["ignore"], b["monotonic"], scale),
+                   "Monotonic < FF only": compare(b["monotonic"], b["ff"], scale)})
+
+
+LEARNED = ("first", "last", "all")
+
+
+def claim_c4(barriers: pd.DataFrame, treatment: str = "untied") -> Claim:
+    """C4: every learned residual permutation (first, last, all) has a higher barrier than the identity,
+    and *separate* is worst. ``treatment``: the decoder handling of the learned strategies (``untied``:
+    the paper's method made function-preserving; ``correct``: the plain names, which also align the LM
+    head). *Separate* changes B's function, so it is ranked by the linear (Entezari) barrier, which
+    does not count the shift of its endpoint."""
+    names = [s if treatment == "correct" else f"{s} ({treatment})" for s in LEARNED]
+    b = check_barrier_table(barriers, ["identity", *names])
+    scale = float(b["identity"].mean())
+    decisions = {f"identity < {n}": compare(b["identity"], b[n], scale) for n in names}
+    if "separate" in set(barriers["method"]):
+        lin = check_barrier_table(barriers, ["identity", *names, "separate"], "barrier_linear")
+        decisions["separate worst (linear barrier)"] = compare(lin[names].max(axis=1), lin["separate"], scale)
+    return _claim(decisions)
+
+
+def claim_head_alignment(barriers: pd.DataFrame) -> Claim:
+    """This book's extension: aligning the LM head (``correct``) lowers the barrier against the minimal
+    fix (``untied``: the decoder keeps B's own embeddings, the heads are not aligned), per strategy."""
+    names = [n for s in LEARNED for n in (s, f"{s} (untied)")]
+    b = check_barrier_table(barriers, ["identity", *names])
+    scale = float(b["identity"].mean())
+    return _claim({f"{s} < {s} (untied)": compare(b[s], b[f"{s} (untied)"], scale) for s in LEARNED})
+
+
+def endpoint_table(barriers: pd.DataFrame, reference: str, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per method: both barriers (mean over pairs), the endpoint shift L(B′) − L(B) against
+    ``reference`` (a method that leaves B as it is), and whether permuted B kept B's function.
+    A method whose barrier is mostly its endpoint shift cannot be ranked by that barrier."""
+    methods = list(order or dict.fromkeys(barriers["method"]))
+    b = check_barrier_table(barriers, methods, "barrier")
+    lin = check_barrier_table(barriers, methods, "barrier_linear")
+    end = check_barrier_table(barriers, list(dict.fromkeys([reference, *methods])), "loss_B")
+    shift = end[methods].sub(end[reference], axis=0)
+    keeps = barriers.groupby("method")["function_preserving"].all()
+    return pd.DataFrame({"barrier": b.mean(), "linear barrier": lin.mean(), "endpoint shift": shift.mean(),
+                         "keeps B's function": [bool(keeps[m]) for m in methods]}, index=pd.Index(methods, name="method"))
+
+
+def _pivot(table: pd.DataFrame, columns: str, value: str) -> pd.DataFrame:
+    if table.duplicated(["pair", columns]).any():
+        raise TxmergeError(f"A pair appears twice for the same {columns}; each pair counts once.")
+    out = table.pivot(index="pair", columns=columns, values=value)
+    if out.isna().any().any() or not np.isfinite(out.to_numpy(dtype=float)).all():
+        raise TxmergeError(f"The {value} table has missing or non-finite entries; fix the runs before deciding.")
+    return out
+
+
+def amount_summary(amount: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± s.e. barrier per amount of correlation text (``amount``: sentences, pair, barrier[, tokens])."""
+    b = _pivot(amount, "sentences", "barrier")
+    ms = [mean_se(b[n]) for n in b.columns]
+    out = pd.DataFrame({"barrier": [m for m, _ in ms], "se": [s for _, s in ms]}, index=b.columns)
+    if "tokens" in amount:
+        out["tokens"] = amount.groupby("sentences")["tokens"].first()
+    return out
+
+
+def claim_c5(amount: pd.DataFrame, vanilla: Mapping[str, float]) -> Claim:
+    """C5, the barrier hardly depends on the amount of correlation text. Testable only where alignment
+    has a confirmed effect (below vanilla by 10 % of its barrier) at some amount; then confirmed when
+    the largest amount has no measurable effect against the smallest."""
+    b = _pivot(amount, "sentences", "barrier")
+    missing = [p for p in b.index if p not in vanilla]
+    if missing:
+        raise TxmergeError(f"No vanilla barrier for pair(s) {', '.join(map(str, missing))}; run vanilla on the same pairs.")
+    v = pd.Series({p: float(vanilla[p]) for p in b.index})
+    scale = float(v.mean())
+    decisions = {f"aligned < vanilla at {n:,} sentences": compare(b[n], v, scale) for n in b.columns}
+    if not any(d.verdict == "confirmed" for d in decisions.values()):
+        return Claim(NOT_TESTABLE, decisions, "alignment has no confirmed effect at any amount, so a flat barrier says nothing")
+    small, large = b.columns.min(), b.columns.max()
+    flat = compare(b[large], b[small], scale)
+    decisions[f"more text lowers the barrier ({small:,} → {large:,})"] = flat
+    verdict = {"no measurable effect": "confirmed", "confirmed": "not confirmed", "reversed": "not confirmed"}.get(flat.verdict, "undecided")
+    return Claim(verdict, decisions)
+
+
+def correlation_table(correlations: Mapping[str, tuple[Mapping[str, float], Mapping[str, float]]],
+                      kinds: Sequence[str] = ("ff", "attn")) -> pd.DataFrame:
+    """Tidy table (pair, kind, layer, aligned, unaligned) from {pair: (matched, identity)} correlations
+    per group ("ff.0", "attn.0", ...), e.g. :meth:`txmerge.pipeline.Experiment.heldout_correlation`."""
+    rows = []
+    for pair, (matched, identity) in correlations.items():
+        for group, value in matched.items():
+            kind, _, layer = group.partition(".")
+            if kind in kinds and layer.isdigit():
+                rows.append({"pair": pair, "kind": kind, "layer": int(layer) + 1, "aligned": float(value),
+                             "unaligned": float(identity[group])})
+    if not rows:
+        raise TxmergeError(f"No {' or '.join(kinds)} groups in the correlations; align with ff and attn first.")
+    return pd.DataFrame(rows)
+
+
+def claim_c6(table: pd.DataFrame) -> Claim:
+    """C6, alignment raises the correlation of matched features: per pair, the mean aligned against the
+    mean unaligned correlation (a correlation table from :func:`correlation_table`, on text the
+    matching never saw), a difference counting from 0.1 (10 % of a perfect correlation)."""
+    if table.duplicated(["pair", "kind", "layer"]).any():
+        raise TxmergeError("A (pair, kind, layer) appears twice in the correlation table; each counts once.")
+    by_pair = table.groupby("pair")[["unaligned", "aligned"]].mean()
+    return _claim({"aligned > unaligned (held-out text)": compare(by_pair["unaligned"], by_pair["aligned"], 1.0)})

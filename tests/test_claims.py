@@ -55,9 +55,14 @@ def test_c2_refuses_a_missing_method_and_a_duplicated_pair_and_nan():
 
 
 def test_c3_is_a_chain_and_reversed_if_one_link_is():
-    chain = {"vanilla": 1.0, "ff": 0.9, "monotonic": 0.75, "ignore": 0.6, "permute": 0.45}
-    assert claim_c3(table(chain)).verdict == "confirmed"
-    assert claim_c3(table({**chain, "ignore": 0.95})).verdict == "reversed"  # Ignore-Heads above Monotonic
+    chain = {"ff": 1.0, "monotonic": 0.85, "ignore": 0.7, "permute": 0.55}
+    c3 = claim_c3(table(chain))
+    assert c3.verdict == "confirmed" and list(c3.decisions)[0] == "permute < ignore"
+    assert claim_c3(table({**chain, "ignore": 1.05})).verdict == "reversed"  # Ignore-Heads above Monotonic
+    # Ignore-Heads breaks B's function: its barrier is mostly the endpoint shift, its linear barrier decides
+    broken = table({**chain, "ignore": 2.0}, linear={**chain, "ignore": 0.7}, preserving={"ignore": False})
+    c3b = claim_c3(broken)
+    assert c3b.verdict == "confirmed" and "permute < ignore (linear barrier)" in c3b.decisions
 
 
 def test_c4_against_the_minimal_fix_and_separate_ranked_by_its_linear_barrier():
@@ -67,7 +72,7 @@ def test_c4_against_the_minimal_fix_and_separate_ranked_by_its_linear_barrier():
     t = table(b, linear={**b, "separate": 0.1}, loss_b={"separate": 7.5}, preserving={"separate": False})
     c4 = claim_c4(t)
     assert c4.decisions["identity < first (untied)"].verdict == "confirmed"
-    assert c4.decisions["separate worst (linear barrier)"].verdict == "reversed"
+    assert c4.decisions["worst learned < separate (linear barrier)"].verdict == "reversed"
     assert c4.verdict == "reversed"
     ends = endpoint_table(t, "identity")
     assert ends.loc["separate", "endpoint shift"] == pytest.approx(7.5 - 6.32)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from txmerge.matching import matched_correlation
-from txmerge import pipeline
+from txmerge import pipeline, progress
 from txmerge.errors import TxmergeError
 from txmerge.evaluate import mlm_loss, task_loss
 from txmerge.interpolate import loss_barrier, loss_barrier_linear
@@ -213,3 +213,24 @@ def test_explicit_checkpoints_replace_the_presets_models(env):
     exp = pipeline.MLMExperiment("smoke", model_paths={1: two, 2: one}, **MLM_KW)
     assert exp.model_path(1) == two and exp.model_path(2) == one
     assert exp.model_key(1) == models.model_sha256(two) != exp.model_key(2)
+
+
+# ------------------------------------------------------------------------------ along pretraining
+def test_barrier_along_training_uses_the_snapshots_and_ends_at_the_preset_models(env):
+    points = progress.training_points("smoke", 1)
+    assert sorted(points) == [0.5, 1.0] and all((Path(p) / "model.safetensors").exists() for p in points.values())
+    along = progress.barrier_along_training("smoke", [2, 1], ["vanilla", "ff+attn"], **MLM_KW)
+    assert sorted(along["fraction"].unique()) == [0.5, 1.0] and len(along) == 4 and along["function_preserving"].all()
+    assert along["tokens"].tolist() == sorted(along["tokens"].tolist()) and along["tokens"].iloc[0] > 0
+    final = pipeline.MLMExperiment("smoke", **MLM_KW).run([[1, 2]], ["vanilla"]).barriers.iloc[0]
+    end = along[(along["fraction"] == 1.0) & (along["method"] == "vanilla")].iloc[0]
+    half = along[(along["fraction"] == 0.5) & (along["method"] == "vanilla")].iloc[0]
+    assert end["barrier"] == pytest.approx(final["barrier"]) and end["loss_A"] == pytest.approx(final["loss_A"])
+    assert half["loss_A"] != pytest.approx(final["loss_A"], abs=1e-4)  # the half-trained snapshot is another model
+
+
+def test_training_points_of_the_paper_preset_are_multiberts_checkpoints():
+    points = progress.training_points("paper", 0)
+    assert points[0.2] == "google/multiberts-seed_0-step_400k" and points[1.0].startswith("google/multiberts-seed_0")
+    with pytest.raises(TxmergeError, match="seeds 0–4"):
+        progress.training_points("paper", 7)

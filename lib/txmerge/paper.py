@@ -50,13 +50,6 @@ CLAIMS = {
 }
 
 
-def flatness_verdict(means, ses, tolerance: float = 0.25) -> str:
-    """C5-style: 'confirmed' if every mean is within ``tolerance`` (relative) of the overall mean."""
-    means = np.asarray(means, float)
-    spread = float(np.max(np.abs(means - means.mean())) / max(abs(means.mean()), 1e-9))
-    return "confirmed" if spread <= tolerance else "not confirmed"
-
-
 def beats_prior(values, prior: float, higher_is_better: bool) -> bool:
     """Whether every fine-tune's ``values`` (a metric or a loss per seed) beats the prior baseline's
     ``prior``; a NaN prior (Pearson of a constant prediction) counts as 0."""

@@ -38,6 +38,10 @@ PALETTE: dict[str, str] = {
     "separate": "#117733",  # dark green
     "official": "#000000",  # black
 }
+_DARK = sns.color_palette("dark", 10).as_hex()
+for _name, _i in (("first", 9), ("last", 5), ("all", 6)):  # residual strategies under the other decoder treatments
+    PALETTE[f"{_name} (untied)"] = _DARK[_i]
+    PALETTE[f"{_name} (official)"] = "#000000"
 
 _DONE = False
 

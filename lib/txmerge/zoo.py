@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -323,7 +324,7 @@ def write_manifest(out_root: Path | None = None) -> dict:
 #: The smoke preset's micro models: trained at build time in seconds with the same recipe code.
 SMOKE_RECIPE = TinyRecipe(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                           batch_size=8, steps=30, lr=1e-3, warmup_fraction=0.06, eval_every=15, eval_blocks=4,
-                          ckpt_every=30, progress_fractions=())
+                          ckpt_every=30, progress_fractions=(0.5,))
 
 
 def smoke_root() -> Path:
@@ -333,6 +334,10 @@ def smoke_root() -> Path:
 def ensure_smoke_model(seed: int) -> Path:
     """Train (once, seconds) the smoke preset's micro BERT for ``seed`` and return its folder."""
     out = checkpoint_path(seed, smoke_root())
+    record = out / "training.json"
+    if record.exists() and json.loads(record.read_text()).get("recipe") != json.loads(json.dumps(asdict(SMOKE_RECIPE))):
+        shutil.rmtree(smoke_root() / "work" / f"seed_{seed}", ignore_errors=True)  # a cache from another recipe: retrain
+        (out / "model.safetensors").unlink()
     if not (out / "model.safetensors").exists():
         tok_src = tokenizer_dir()
         tok_dst = tokenizer_dir(smoke_root())

@@ -39,6 +39,21 @@ FLAGS = [
     "--disable-sync",
 ]
 BAD_OUTPUT = re.compile(r"traceback|warn", re.I)
+#: tables of cell outputs: none wider than the content column, no cell cut short with "..." (pandas' truncation)
+TABLE_CHECK = """() => {
+  const column = document.querySelector('.bd-article') || document.querySelector('main');
+  const width = column.getBoundingClientRect().width;
+  const out = [];
+  document.querySelectorAll('.cell_output table').forEach((t, i) => {
+    const w = t.getBoundingClientRect().width;
+    if (w > width + 1) out.push(`output table ${i + 1} is ${Math.round(w)} px wide, the text column ${Math.round(width)} px`);
+    t.querySelectorAll('td, th').forEach(c => {
+      const s = c.innerText.trim();
+      if (s.endsWith('...') || s.endsWith('\u2026')) out.push(`output table ${i + 1} cuts a cell short: "${s.slice(-50)}"`);
+    });
+  });
+  return out;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +162,8 @@ def test_every_page_in_the_browser(served_book, book_tools, tmp_path):
                     if m:
                         snippet = text[max(0, m.start() - 80) : m.end() + 120].replace("\n", " ")
                         problems.append(f"{name}: cell output contains {m.group(0)!r}: ...{snippet}...")
+                for issue in page.evaluate(TABLE_CHECK):
+                    problems.append(f"{name}: {issue}")
                 page.screenshot(path=str(shots / f"{name.replace('/', '__')}.png"), full_page=True)
         finally:
             ctx.close()

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from txmerge.claims import (NOT_TESTABLE, amount_summary, claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6,
-                            claim_head_alignment, correlation_table, endpoint_table)
+from txmerge.claims import (NOT_TESTABLE, amount_summary, beats_prior_by_task, claim_c1, claim_c2, claim_c3, claim_c4,
+                            claim_c5, claim_c6, claim_head_alignment, correlation_table, curve_shapes, endpoint_table,
+                            finetune_table, glue_barrier_table)
 from txmerge.errors import TxmergeError
 
 PAIRS = ["1-2", "3-4", "1-5", "2-3"]
@@ -138,3 +139,37 @@ def test_one_pair_leaves_every_claim_undecided():
     one = one[one["pair"] == "1-2"]
     c2 = claim_c2(one)
     assert c2.verdict == "undecided" and all(d.verdict == "undecided (one pair)" for d in c2.decisions.values())
+
+
+def glue_results(values: dict[str, tuple[float, float, float]]):
+    """Results of one task: {method: (loss of B, peak, loss of A)} for three pairs, accuracy along."""
+    from txmerge.pipeline import CurveResult, Results
+
+    out = []
+    for (a, b), e in zip([(1, 2), (1, 3), (2, 3)], [0.0, 0.01, -0.01]):
+        for name, (lb, peak, la) in values.items():
+            lam = np.linspace(0, 1, 5)
+            loss = np.array([lb, (lb + peak) / 2, peak, (la + peak) / 2, la]) + e
+            curve = pd.DataFrame({"lambda": lam, "loss": loss, "accuracy": 0.8 - loss / 10})
+            out.append(CurveResult((a, b), name, {}, curve, float(loss.max() - (loss[0] + loss[-1]) / 2), 0.0, 0.0, True, {}, {}, 0.0))
+    return Results(out)
+
+
+def test_glue_tables_and_flags():
+    results = {"sst2": glue_results({"vanilla": (0.5, 0.9, 0.52), "full": (0.5, 0.6, 0.52)}),
+               "mrpc": glue_results({"vanilla": (0.7, 0.9, 0.72), "full": (0.7, 0.9, 0.72)})}
+    metrics = {"sst2": "accuracy", "mrpc": "accuracy"}
+    priors = {"sst2": {"loss": 0.69, "accuracy": 0.5}, "mrpc": {"loss": 0.62, "accuracy": 0.68}}
+    ends = finetune_table(results, priors, metrics)
+    assert list(ends.loc["sst2"].index) == ["prior", "seed 1", "seed 2", "seed 3"]
+    learned, calibrated = beats_prior_by_task(ends, metrics)
+    assert learned == {"sst2": True, "mrpc": True} and calibrated == {"sst2": True, "mrpc": False}
+    t3, decisions = glue_barrier_table(results, {"sst2": "SST-2", "mrpc": "MRPC"}, {"sst2": {"vanilla": (0.42, 0.04), "full": (0.36, 0.07)}})
+    assert t3.loc["sst2", "full lower?"] == "confirmed" and t3.loc["mrpc", "full lower?"] == "no measurable effect"
+    assert t3.loc["sst2", "paper: vanilla → full"] == "0.42 → 0.36" and t3.loc["mrpc", "paper: vanilla → full"] == "–"
+    assert t3.loc["sst2", "vanilla"] == "0.390 ± 0.000" and t3.loc["sst2", "full"] == "0.090 ± 0.000"
+    assert decisions["sst2"].verdict == "confirmed"
+    shapes = curve_shapes(results)
+    assert len(shapes) == 12 and not shapes["dips below both endpoints"].any()
+    with pytest.raises(TxmergeError, match="No vanilla run"):
+        finetune_table({"sst2": glue_results({"full": (0.5, 0.6, 0.52)})}, priors, metrics)

@@ -395,3 +395,18 @@ def test_label_prior_baseline():
     assert reg["loss"] == pytest.approx(4.0) and np.isnan(reg["pearson"])
     with pytest.raises(TxmergeError):
         label_prior_baseline([], [1], is_regression=False)
+
+
+def test_eval_coverage_counts_the_texts_the_sampled_blocks_touch(zoo_tokenizer):
+    texts = ["one two three " * 40, "four five " * 70, "six " * 150, "seven eight nine ten " * 30]
+    every = data.token_blocks(texts, zoo_tokenizer, 32)
+    full = data.eval_coverage(texts, zoo_tokenizer, block_size=32)
+    assert full == {"articles": 4, "of": 4, "blocks": len(every), "tokens": 32 * len(every)}
+    first = data.eval_coverage(texts, zoo_tokenizer, block_size=32, max_blocks=1, seed=None)
+    assert first["articles"] == 1 and first["blocks"] == 1  # the first block lies inside the first text
+    sampled = data.eval_coverage(texts, zoo_tokenizer, block_size=32, max_blocks=3, seed=5)
+    picked = data.token_blocks(texts, zoo_tokenizer, 32, 3, sample_seed=5)
+    # each text has its own [CLS]: the texts covered are the [CLS] tokens in the blocks plus a text running in
+    starts = int((picked == zoo_tokenizer.cls_token_id).sum())
+    running_in = int((picked[:, 0] != zoo_tokenizer.cls_token_id).sum())
+    assert starts <= sampled["articles"] <= starts + running_in and sampled["tokens"] == 96

@@ -11,7 +11,7 @@ chapters glue what these return; no chapter decides a verdict itself. C7 and C8 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,11 @@ class Claim:
 
     def __str__(self) -> str:
         return f"{self.verdict} ({self.reason})" if self.reason else self.verdict
+
+    def detail(self) -> str:
+        """Every comparison with its numbers (difference ± s.e., effect against the threshold, pairs, pairs needed)."""
+        parts = [f"{name}: {d}" for name, d in self.decisions.items()]
+        return "; ".join(([self.reason] if self.reason else []) + parts)
 
 
 def _claim(decisions: dict[str, Decision]) -> Claim:
@@ -194,3 +199,66 @@ def claim_c6(table: pd.DataFrame) -> Claim:
         raise TxmergeError("A (pair, kind, layer) appears twice in the correlation table; each counts once.")
     by_pair = table.groupby("pair")[["unaligned", "aligned"]].mean()
     return _claim({"aligned > unaligned (held-out text)": compare(by_pair["unaligned"], by_pair["aligned"], 1.0)})
+
+
+# ------------------------------------------------------------------------------------------ GLUE
+def finetune_table(results: Mapping[str, Any], priors: Mapping[str, Mapping[str, float]], metrics: Mapping[str, str]) -> pd.DataFrame:
+    """Validation loss and metric of every fine-tuned endpoint and of each task's prior, indexed by
+    (task, model). ``results``: {task: Results with a "vanilla" run}; ``priors``: {task: the prior's
+    loss and metric}; ``metrics``: {task: "accuracy" or "pearson"}."""
+    rows = []
+    for task, res in results.items():
+        metric = metrics[task]
+        for r in res.results:
+            if r.name == "vanilla":
+                for seed, row in ((r.pair[1], r.curve.iloc[0]), (r.pair[0], r.curve.iloc[-1])):
+                    rows.append({"task": task, "model": f"seed {seed}", "validation loss": row["loss"], metric: row[metric]})
+        rows.append({"task": task, "model": "prior", "validation loss": priors[task]["loss"], metric: priors[task].get(metric, np.nan)})
+    table = pd.DataFrame(rows).drop_duplicates(["task", "model"])
+    if not (table["model"] != "prior").any():
+        raise TxmergeError("No vanilla run among the results; the fine-tuned endpoints are read from it.")
+    return table.set_index(["task", "model"]).sort_index()
+
+
+def beats_prior_by_task(endpoints: pd.DataFrame, metrics: Mapping[str, str]) -> tuple[dict[str, bool], dict[str, bool]]:
+    """({task: every fine-tune's metric beats the prior's}, {task: every fine-tune's loss is below the prior's})."""
+    from .paper import beats_prior
+
+    learned, calibrated = {}, {}
+    for task, metric in metrics.items():
+        models = endpoints.loc[task]
+        fine = models.drop("prior")
+        learned[task] = beats_prior(fine[metric], models.loc["prior", metric], higher_is_better=True)
+        calibrated[task] = beats_prior(fine["validation loss"], models.loc["prior", "validation loss"], higher_is_better=False)
+    return learned, calibrated
+
+
+def glue_barrier_table(results: Mapping[str, Any], analogue_of: Mapping[str, str],
+                       reported: Mapping[str, Mapping[str, tuple[float, float]]]) -> tuple[pd.DataFrame, dict[str, Decision]]:
+    """Table 3 as text cells that fit a page: per task the vanilla and full barriers ("mean ± s.e."),
+    "full lower?" by the rule (10 % of the vanilla barrier), the paper's values; and the decisions
+    themselves (with every number) for C7."""
+    rows, decisions = [], {}
+    for task, res in results.items():
+        b = check_barrier_table(res.barriers, ["vanilla", "full"])
+        decisions[task] = compare(b["full"], b["vanilla"], float(b["vanilla"].mean()))
+        ref = reported.get(task)
+        rows.append({"task": task, "analogue of": analogue_of[task], "vanilla": _pm(b["vanilla"]), "full": _pm(b["full"]),
+                     "full lower?": decisions[task].verdict,
+                     "paper: vanilla → full": f"{ref['vanilla'][0]:.2f} → {ref['full'][0]:.2f}" if ref else "–"})
+    return pd.DataFrame(rows).set_index("task"), decisions
+
+
+def _pm(values) -> str:
+    m, se = mean_se(values)
+    return f"{m:.3f} ± {se:.3f}" if np.isfinite(se) else f"{m:.3f} (one pair)"
+
+
+def curve_shapes(results: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per GLUE curve: task, pair, method, whether it dips below both endpoints, whether it is M-shaped."""
+    from .interpolate import dips_below_endpoints, m_shaped
+
+    return pd.DataFrame([{"task": t, "pair": f"{r.pair[0]}-{r.pair[1]}", "method": r.name,
+                          "dips below both endpoints": dips_below_endpoints(r.curve["loss"]),
+                          "M-shaped": m_shaped(r.curve["loss"], r.curve["lambda"])}
+                         for t, res in results.items() for r in res.results])

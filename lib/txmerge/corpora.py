@@ -19,7 +19,7 @@ import json
 import re
 import zipfile
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import datasets
 import numpy as np
@@ -168,12 +168,29 @@ def token_blocks(texts: Iterable[str], tokenizer, block_size: int = 128, max_blo
     if n == 0:
         raise TxmergeError(f"The text gives fewer than {block_size} tokens; provide more text.")
     blocks = torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
-    if max_blocks is not None and max_blocks < n:
-        if sample_seed is None:
-            return blocks[:max_blocks]
-        pick = torch.randperm(n, generator=torch.Generator().manual_seed(sample_seed))[:max_blocks]
-        return blocks[pick.sort().values]
-    return blocks
+    return blocks[block_choice(n, max_blocks, sample_seed)]
+
+
+def block_choice(n_blocks: int, max_blocks: int | None, sample_seed: int | None) -> torch.Tensor:
+    """Indices [k] of the blocks :func:`token_blocks` keeps, in text order (all, the first, or a seeded sample)."""
+    if max_blocks is None or max_blocks >= n_blocks:
+        return torch.arange(n_blocks)
+    if sample_seed is None:
+        return torch.arange(max_blocks)
+    return torch.randperm(n_blocks, generator=torch.Generator().manual_seed(sample_seed))[:max_blocks].sort().values
+
+
+def eval_coverage(texts: Sequence[str], tokenizer, *, block_size: int = 128, max_blocks: int | None = None,
+                  seed: int = 42) -> dict[str, int]:
+    """How much of ``texts`` the evaluation blocks of :func:`mlm_eval_set` cover: texts (articles)
+    with at least one token in a block, of how many, blocks and tokens."""
+    lengths = [len(r) for r in tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+    starts = np.cumsum([0, *lengths])
+    picked = block_choice(int(starts[-1]) // block_size, max_blocks, seed).numpy()
+    first = np.searchsorted(starts, picked * block_size, side="right") - 1
+    last = np.searchsorted(starts, (picked + 1) * block_size - 1, side="right") - 1
+    covered = set().union(*(range(a, b + 1) for a, b in zip(first, last)))
+    return {"articles": len(covered), "of": len(lengths), "blocks": len(picked), "tokens": len(picked) * block_size}
 
 
 def mask_tokens(

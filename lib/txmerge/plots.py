@@ -134,3 +134,12 @@ def savefig(fig: plt.Figure, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
     return path
+
+
+def barrier_styler(table, digits: int = 3):
+    """A barrier table (``pipeline.barrier_table``) as the chapters show it, narrow enough for the page:
+    barrier ± s.e., the linear (Entezari) barrier, the paper's value where given, pairs, whether B kept its function."""
+    cols = {"barrier": "barrier", "se": "± s.e.", "barrier_linear": "linear", "paper": "paper", "pairs": "pairs",
+            "function_preserving": "keeps B"}
+    shown = table[[c for c in cols if c in table]].rename(columns=cols)
+    return shown.style.format(precision=digits, na_rep="–")

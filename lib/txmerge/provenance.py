@@ -86,7 +86,7 @@ def provenance_dict(params: Any, started_at: float | None = None) -> dict[str, s
     return rec
 
 
-def provenance(params: Any, started_at: float | None = None) -> pd.DataFrame:
-    """A two-column table (item, value) to display as a chapter's last output."""
+def provenance(params: Any, started_at: float | None = None) -> "pd.io.formats.style.Styler":
+    """A two-column table (item, value) to display as a chapter's last output (styled: no cell is cut short)."""
     rec = provenance_dict(params, started_at)
-    return pd.DataFrame({"item": list(rec), "value": list(rec.values())}).set_index("item")
+    return pd.DataFrame({"item": list(rec), "value": list(rec.values())}).set_index("item").style

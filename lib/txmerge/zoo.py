@@ -302,6 +302,13 @@ def pretraining_shares(tokenizer) -> dict[str, dict]:
                    "share": round(tokens[name] / total, 4)} for name, texts in sources.items()}
 
 
+def pretraining_text(root: Path | None = None) -> dict[str, dict]:
+    """Each pretraining source's share, as the zoo's manifest records it (computed for a zoo without the record)."""
+    root = root or zoo_dir() / "tiny"
+    recorded = json.loads((root / "MANIFEST.json").read_text()).get("pretraining_text")
+    return recorded if isinstance(recorded, dict) else pretraining_shares(load_tokenizer(tokenizer_dir(root)))
+
+
 def write_manifest(out_root: Path | None = None) -> dict:
     """Collect every seed's training.json into ``MANIFEST.json`` of the zoo."""
     out_root = out_root or zoo_dir() / "tiny"

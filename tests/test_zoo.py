@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -194,6 +195,22 @@ def test_finetune_chooses_its_checkpoint_on_held_out_training_rows(zoo_env, tmp_
     assert entry["chosen_step"] == entry["curve"][losses.index(min(losses))]["step"]
     reloaded = models.load_model(finetune.finetuned_path("stsb", 1, tmp_path), "seqcls")
     assert reloaded.config.num_labels == 1
+
+
+def test_a_regression_head_can_start_at_the_prior(zoo_env, tmp_path):
+    """With lr 0 nothing moves: the model predicts what it was initialised to. At the labels' mean, its
+    loss is about the prior's (the labels' variance); from a zero bias it is far above it."""
+    zoo.ensure_model("smoke", 1)
+    losses = {}
+    for at_mean in (True, False):
+        recipe = finetune.FinetuneRecipe(epochs=1, batch_size=32, max_train=None, lr=0.0, regression_head_at_mean=at_mean)
+        entry = finetune.finetune_seed("stsb", 1, recipe, preset="smoke", base_root=zoo.smoke_root(),
+                                       out_root=tmp_path / str(at_mean), progress=False)
+        losses[at_mean] = entry["validation"]["loss"]
+    ds = zoo.data.glue_task("stsb", "smoke")
+    train, val = np.asarray(ds["train"]["label"]), np.asarray(ds["validation"]["label"])
+    prior = float(((val - train.mean()) ** 2).mean())
+    assert losses[True] == pytest.approx(prior, rel=0.15) and losses[False] > 2 * prior
 
 
 def test_lookups_never_train(zoo_env, tmp_path, monkeypatch):

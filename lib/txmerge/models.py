@@ -68,9 +68,9 @@ def check_weights(folder: str | os.PathLike) -> None:
 def _target(name: str | os.PathLike) -> str:
     target = resolve(name)
     if is_hub_id(target):
-        from .hub import require_online
+        from .hub import require_model
 
-        require_online(f"The model {target}")
+        require_model(target, "The model")
     else:
         check_weights(target)
     return target

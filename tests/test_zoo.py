@@ -124,14 +124,16 @@ def test_resume_with_another_recipe_is_refused(zoo_env, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ names, Hub
-def test_hub_id_offline_is_one_clear_error(zoo_env, monkeypatch):
+def test_hub_id_offline_is_one_clear_error(zoo_env, monkeypatch, tmp_path):
     monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
     for call in (lambda: models.load_model("google/multiberts-seed_1"), lambda: zoo.load_tokenizer(zoo.PAPER_TOKENIZER),
                  lambda: pipeline.MLMExperiment("paper", n_sentences=8)):
         with pytest.raises(TxmergeError) as info:
             call()
         msg = str(info.value)
-        assert "Hub" in msg and "tiny" in msg and "\n" not in msg
+        assert "not in the Hugging Face cache" in msg and "txmerge prefetch --preset paper" in msg and "\n" not in msg
     assert zoo.model_id("paper", 3) == "google/multiberts-seed_3"
     assert models.resolve("google/multiberts-seed_3") == "google/multiberts-seed_3"
 

@@ -50,18 +50,19 @@ def _seeds(pairs: Iterable[Iterable[int]]) -> list[int]:
 
 
 def chapter_items(params: tp.CommonParams) -> list[HubItem]:
-    """Everything the chapter with ``params`` (validated, paper preset) reads from the Hub."""
-    if params.preset != "paper" or isinstance(params, tp.ExercisesParams):
+    """Everything the chapter with ``params`` (validated, paper preset) reads from the Hub (the exercises: nothing)."""
+    if params.preset != "paper":
         return []
-    items = [TOKENIZER]
     if isinstance(params, tp.ModelsDataParams):
-        return items + [WIKITEXT]
-    items += [model_item(s) for s in _seeds(params.pairs)]
+        return [TOKENIZER, WIKITEXT]
     if isinstance(params, tp.GlueParams):
-        return items + [glue_item(t) for t in params.tasks] + [WIKITEXT]
-    if isinstance(params, tp.FFAttentionParams) and all(0 <= s <= 4 for s in params.pairs[0]):
-        items += [step_item(s, k) for s in _seeds([params.pairs[0]]) for k in PAPER_STEPS_K.values()]
-    return items + [BOOKCORPUS, WIKITEXT]
+        return [TOKENIZER, *map(model_item, _seeds(params.pairs)), *map(glue_item, params.tasks), WIKITEXT]
+    if isinstance(params, tp.MLMParams):
+        steps = []
+        if isinstance(params, tp.FFAttentionParams) and all(0 <= s <= 4 for s in params.pairs[0]):
+            steps = [step_item(s, k) for s in _seeds([params.pairs[0]]) for k in PAPER_STEPS_K.values()]
+        return [TOKENIZER, *map(model_item, _seeds(params.pairs)), *steps, BOOKCORPUS, WIKITEXT]
+    return []
 
 
 def preset_items(preset: str = "paper", chapters: Iterable[str] | None = None) -> list[HubItem]:

@@ -52,9 +52,15 @@ def write_model(hub: Path, repo_id: str, model=None, tokenizer_dir: Path | None 
         torch.manual_seed(seed)
         model = BertForPreTraining(BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                               intermediate_size=64, max_position_embeddings=128, type_vocab_size=2))
+    from transformers.utils import logging as hf_logging
+
     folder = hub / ("models--" + repo_id.replace("/", "--"))
     snap = folder / "snapshots" / REVISION
-    model.save_pretrained(snap)
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(snap)
+    finally:
+        hf_logging.enable_progress_bar()
     for f in tokenizer_dir.iterdir():
         shutil.copy(f, snap / f.name)
     (folder / "refs").mkdir(parents=True, exist_ok=True)

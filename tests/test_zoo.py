@@ -198,6 +198,19 @@ def test_finetune_chooses_its_checkpoint_on_held_out_training_rows(zoo_env, tmp_
     assert reloaded.config.num_labels == 1
 
 
+def test_an_interrupted_finetune_leaves_nothing_a_later_run_would_trust(zoo_env, tmp_path, monkeypatch):
+    zoo.ensure_model("smoke", 1)
+
+    def crash(path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(finetune, "file_sha256", crash)  # fails after the weights are written, before the record
+    with pytest.raises(OSError, match="disk full"):
+        finetune.finetune_seed("stsb", 1, finetune.SMOKE_FINETUNE, preset="smoke", base_root=zoo.smoke_root(),
+                               out_root=tmp_path, progress=False)
+    assert not finetune.finetuned_path("stsb", 1, tmp_path).exists() and not list(tmp_path.rglob("*.safetensors"))
+
+
 def test_lookups_never_train(zoo_env, tmp_path, monkeypatch):
     monkeypatch.setenv("TXMERGE_CACHE", str(tmp_path))  # an empty cache: nothing is trained yet
     with pytest.raises(TxmergeError, match="ensure_model"):

@@ -218,3 +218,22 @@ def test_lookups_never_train(zoo_env, tmp_path, monkeypatch):
     with pytest.raises(TxmergeError, match="zoo finetune --preset smoke --task stsb --seed 4"):
         finetune.finetuned_id("smoke", "stsb", 4)
     assert not any(tmp_path.rglob("model.safetensors"))
+
+
+def test_training_points_leave_out_snapshots_the_zoo_does_not_keep(tmp_path, monkeypatch):
+    import json
+
+    from txmerge import progress, zoo as zoo_module
+
+    final = tmp_path / "seed_3"
+    final.mkdir()
+    (tmp_path / "progress" / "seed_3" / "step_00500").mkdir(parents=True)
+    (tmp_path / "progress" / "seed_3" / "step_00500" / "model.safetensors").write_bytes(b"x")
+    entries = [{"fraction": 0.05, "path": "progress/seed_3/step_00500"}, {"fraction": 0.2, "path": "progress/seed_3/step_02000"}]
+    (final / "training.json").write_text(json.dumps({"progress": entries, "tokens_seen": 100}))
+    monkeypatch.setattr(zoo_module, "ensure_model", lambda preset, seed: str(final))
+    points = progress.training_points("tiny", 3)
+    assert points == {0.05: str(tmp_path / "progress/seed_3/step_00500"), 1.0: str(final)}  # 20 % is listed, not kept
+    (final / "training.json").unlink()
+    with pytest.raises(TxmergeError, match="no training.json"):
+        progress.training_points("tiny", 3)

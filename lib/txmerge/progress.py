@@ -23,7 +23,8 @@ PAPER_TOTAL_K = 2000
 
 
 def training_points(preset: str, seed: int) -> dict[float, str]:
-    """{fraction of pretraining: checkpoint} of ``seed``, the final model as 1.0 (a folder, or a Hub id for paper)."""
+    """{fraction of pretraining: checkpoint} of ``seed``, the final model as 1.0 (a folder, or a Hub id for paper);
+    snapshots the zoo lists but does not keep (to stay small, it keeps those of seeds 1 and 2) are left out."""
     check_preset(preset)
     final = zoo.ensure_model(preset, seed)
     if preset == "paper":
@@ -34,8 +35,9 @@ def training_points(preset: str, seed: int) -> dict[float, str]:
     if not record.exists():
         raise TxmergeError(f"{final} has no training.json, so its snapshots are unknown; retrain it with "
                            f"`python -m txmerge zoo train --seed {seed}`.")
-    points = {float(p["fraction"]): str(Path(final).parent / p["path"]) for p in json.loads(record.read_text())["progress"]}
-    return {**points, 1.0: final}
+    listed = {float(p["fraction"]): Path(final).parent / p["path"] for p in json.loads(record.read_text())["progress"]}
+    kept = {f: str(path) for f, path in listed.items() if (path / "model.safetensors").exists()}  # the zoo keeps seeds 1-2's
+    return {**kept, 1.0: final}
 
 
 def tokens_seen(preset: str, seed: int) -> dict[float, int | None]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import params as tp
+from . import params as tp, schemas as sc
 from .tasks import GLUE_TASKS
 
 BOOK_TOKENS_PER_LINE = 16  # 100k BookCorpus lines ≈ 1.6M tokens with [CLS]/[SEP]
@@ -47,7 +47,7 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
-def chapter_plan(params: tp.CommonParams, device: str = "cpu", threads: int | None = None) -> dict[str, Any] | None:
+def chapter_plan(params: sc.CommonParams, device: str = "cpu", threads: int | None = None) -> dict[str, Any] | None:
     """The plan of a paper chapter: models, tokens, curves, feature passes, fine-tuning steps and the
     projected seconds on ``device`` (None for other presets, or a chapter without Hub work)."""
     from .prefetch import chapter_items
@@ -69,10 +69,10 @@ def chapter_plan(params: tp.CommonParams, device: str = "cpu", threads: int | No
     out: dict[str, Any] = {"chapter": type(params).__name__, "device": device, "models": models, "pairs": pairs,
                            "correlation_tokens": 0, "eval_tokens_per_lambda": 0, "curves": 0, "feature_passes": 0,
                            "finetune_steps": 0, "seconds": 0.0, "note": ""}
-    if isinstance(params, tp.ModelsDataParams):
+    if isinstance(params, sc.ModelsDataParams):
         out["eval_tokens_per_lambda"] = WIKITEXT_VALIDATION_TOKENS
         out["seconds"] = 60.0  # tokenising the evaluation text, about
-    elif isinstance(params, tp.GlueParams):
+    elif isinstance(params, sc.GlueParams):
         rows = {t: GLUE_TASKS[t].sizes for t in params.tasks}
         corr = sum(min(r["train"], params.n_sentences or r["train"]) for r in rows.values()) * GLUE_TOKENS_PER_EXAMPLE
         val = sum(min(r["validation"], params.max_validation or r["validation"]) for r in rows.values()) * GLUE_TOKENS_PER_EXAMPLE
@@ -83,9 +83,9 @@ def chapter_plan(params: tp.CommonParams, device: str = "cpu", threads: int | No
                    note="vanilla and full per task and pair, evaluation tokens summed over the tasks, and the MLM vanilla curve")
         out["seconds"] = (pairs * corr * speed["stats"] + pairs * 2 * lambdas * val * speed["forward"]
                           + pairs * lambdas * WIKITEXT_VALIDATION_TOKENS * speed["forward"] + steps * speed["step"])
-    elif isinstance(params, tp.MLMParams):
+    elif isinstance(params, sc.MLMParams):
         ev = WIKITEXT_VALIDATION_TOKENS if params.eval_blocks is None else params.eval_blocks * BLOCK
-        if isinstance(params, tp.DataAmountParams):
+        if isinstance(params, sc.DataAmountParams):
             corr = sum(params.amounts) * BOOK_TOKENS_PER_LINE / len(params.amounts)  # per pass, on average
             curves, passes, note = len(params.amounts) + 1, len(params.amounts), f"{len(params.amounts)} amounts and vanilla"
             passes, curves = pairs * passes, pairs * curves
@@ -101,11 +101,11 @@ def chapter_plan(params: tp.CommonParams, device: str = "cpu", threads: int | No
     return out
 
 
-def _stem(params: tp.CommonParams) -> str:
-    return next((stem for stem, cls in tp.CHAPTERS.items() if cls is type(params)), "")
+def _stem(params: sc.CommonParams) -> str:
+    return next((stem for stem, cls in sc.CHAPTERS.items() if cls is type(params)), "")
 
 
-def show_plan(params: tp.CommonParams, device: str | None = None) -> dict[str, Any] | None:
+def show_plan(params: sc.CommonParams, device: str | None = None) -> dict[str, Any] | None:
     """Print :func:`chapter_plan` for the paper preset (nothing for the others); returns it."""
     device = device or tp.resolve_device(params.device)
     plan = chapter_plan(params, device, params.threads or None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from . import corpora, params as tp, tasks, zoo
+from . import corpora, params as tp, schemas as sc, tasks, zoo
 from .errors import TxmergeError
 from .hub import SKIP_SUFFIXES, WEIGHTS, HubItem, hub_reachable, missing, offline_forced
 from .progress import PAPER_STEPS_K
@@ -49,17 +49,17 @@ def _seeds(pairs: Iterable[Iterable[int]]) -> list[int]:
     return sorted({int(s) for p in pairs for s in p})
 
 
-def chapter_items(params: tp.CommonParams) -> list[HubItem]:
+def chapter_items(params: sc.CommonParams) -> list[HubItem]:
     """Everything the chapter with ``params`` (validated, paper preset) reads from the Hub (the exercises: nothing)."""
     if params.preset != "paper":
         return []
-    if isinstance(params, tp.ModelsDataParams):
+    if isinstance(params, sc.ModelsDataParams):
         return [TOKENIZER, WIKITEXT]
-    if isinstance(params, tp.GlueParams):
+    if isinstance(params, sc.GlueParams):
         return [TOKENIZER, *map(model_item, _seeds(params.pairs)), *map(glue_item, params.tasks), WIKITEXT]
-    if isinstance(params, tp.MLMParams):
+    if isinstance(params, sc.MLMParams):
         steps = []
-        if isinstance(params, tp.FFAttentionParams) and all(0 <= s <= 4 for s in params.pairs[0]):
+        if isinstance(params, sc.FFAttentionParams) and all(0 <= s <= 4 for s in params.pairs[0]):
             steps = [step_item(s, k) for s in _seeds([params.pairs[0]]) for k in PAPER_STEPS_K.values()]
         return [TOKENIZER, *map(model_item, _seeds(params.pairs)), *steps, BOOKCORPUS, WIKITEXT]
     return []
@@ -68,13 +68,13 @@ def chapter_items(params: tp.CommonParams) -> list[HubItem]:
 def preset_items(preset: str = "paper", chapters: Iterable[str] | None = None) -> list[HubItem]:
     """The Hub items of every chapter of ``preset`` (``params/<preset>.yaml``), each once, in chapter order."""
     out: dict[HubItem, None] = {}
-    for chapter in chapters or tp.CHAPTERS:
+    for chapter in chapters or sc.CHAPTERS:
         for item in chapter_items(tp.chapter_params(preset, chapter)):
             out.setdefault(item, None)
     return list(out)
 
 
-def require_for(params: tp.CommonParams) -> None:
+def require_for(params: sc.CommonParams) -> None:
     """Before any work: stop with one sentence if the run is offline and an item of the chapter is not cached."""
     from .hub import require_cached
 

@@ -111,6 +111,17 @@ def test_half_downloaded_model_is_refused(hub_mirror, tmp_path, monkeypatch, env
         tp.require_online_for(params)
 
 
+def test_half_prepared_dataset_is_refused(hub_mirror, tmp_path, monkeypatch, env):
+    home = tmp_path / "hf"
+    shutil.copytree(hub_mirror, home, symlinks=True)
+    version = home / "datasets" / "Salesforce___wikitext" / "wikitext-103-raw-v1" / "0.0.0"
+    (version / REVISION).rename(version / f"{REVISION}.incomplete")  # what an interrupted load_dataset leaves
+    use_mirror(monkeypatch, home)
+    with pytest.raises(TxmergeError) as exc:
+        data.mlm_eval_text("paper")
+    assert "Salesforce/wikitext (wikitext-103-raw-v1) is not in the Hugging Face datasets cache" in one_sentence(exc)
+
+
 def test_missing_split_and_unused_glue_config(mirror, hub_mirror):
     with pytest.raises(TxmergeError) as exc:
         hub.load_dataset("nyu-mll/glue", "mnli", "validation", what="The GLUE task mnli")

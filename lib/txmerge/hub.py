@@ -143,10 +143,9 @@ def dataset_folder(item: HubItem) -> Path:
 
 def missing_dataset(item: HubItem) -> str | None:
     """Why dataset ``item`` (its config and splits) cannot be loaded from the datasets cache (None when it can)."""
-    name = item.repo_id.rpartition("/")[2]
     from datasets.naming import camelcase_to_snakecase
 
-    prefix = camelcase_to_snakecase(name)
+    prefix = camelcase_to_snakecase(item.repo_id.rpartition("/")[2])  # arrow files are <name>-<split>[-NNNNN-of-NNNNN].arrow
     prepared = [p for p in sorted(dataset_folder(item).glob("*/*/dataset_info.json"))
                 if not p.parent.name.endswith(".incomplete")]
     if not prepared:

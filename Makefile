@@ -40,7 +40,7 @@ LIB_SOURCES := $(shell find lib/txmerge -type f \( -name '*.py' -o -name '*.json
 ENV_STAMP  := $(if $(filter 1,$(INSTALL)),$(VENV)/.installed)
 BUILD_PARENT := $(patsubst %/,%,$(dir $(BUILD)))
 
-.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv lock assignments browser FORCE
+.PHONY: help book notebooks chapter params test test-fast bench clean distclean venv lock assignments browser prefetch FORCE
 
 help: ## show this help
 	@echo "txmerge companion book"
@@ -116,6 +116,10 @@ book: $(NOTEBOOKS_OUT) | $(ENV_STAMP) ## execute changed chapters, then build th
 	@for page in $$(grep -l '{glue' book/*.md); do touch "$$page"; done
 	$(BIN)jupyter-book build . $(JB_FLAGS) --path-output $(BUILD_PARENT)
 	@echo "==> open $(BUILD)/html/index.html"
+
+# ---- the paper preset on machines without internet ----------------------------------------------
+prefetch: $(ENV_STAMP) ## download what PRESET takes from the Hugging Face Hub into HF_HOME (then run with HF_HUB_OFFLINE=1)
+	$(PY) -m txmerge prefetch --preset $(PRESET)
 
 # ---- classroom material ------------------------------------------------------------------------
 assignments: $(ENV_STAMP) ## nbgrader course in assignments/: teacher notebook, student copy (release/), autograder tests

@@ -162,3 +162,13 @@ def env(monkeypatch, downloads, shared_cache) -> Path:
     """TXMERGE_CACHE in the pytest temp folder, the verified downloads, no Hub, no further download."""
     offline_environment(monkeypatch, downloads, shared_cache)
     return shared_cache
+
+
+# ------------------------------------------------------------------ the local Hub mirror (paper preset)
+@pytest.fixture(scope="session")
+def hub_mirror(tmp_path_factory) -> Path:
+    """An HF_HOME holding the paper preset's models and datasets under their real ids (tests/hub_mirror.py),
+    built once per session in seconds."""
+    from hub_mirror import build_mirror
+
+    return build_mirror(tmp_path_factory.mktemp("hf-home"))

@@ -1,5 +1,5 @@
 """Data layer: committed novels, readers of the real archive formats (on small fixtures), GLUE
-mapping, Hub paths on local copies, tokenisation, pinned fetch. No test downloads anything except
+mapping, tokenisation, pinned fetch. No test downloads anything except
 the opt-in ``network`` ones (``pytest -m network``)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import datasets
 import pytest
 import torch
 
-from txmerge import corpora, data, fetch as fetch_mod, hub
+from txmerge import corpora, data, fetch as fetch_mod
 from txmerge.errors import TxmergeError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,11 +72,6 @@ def _network_is_opt_in(request):
 
         if "network" not in (request.config.getoption("markexpr") or "") and os.environ.get("TXMERGE_NETWORK_TESTS") != "1":
             pytest.skip("downloads from PyPI / Debian: run with `pytest -m network`")
-
-
-def offline(monkeypatch):
-    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.delenv(hub.LOCAL_ENV, raising=False)
 
 
 # ---------------------------------------------------------------------------------- novels
@@ -207,13 +202,7 @@ def test_task_registry():
 
 
 # ---------------------------------------------------------------------------------- Hub paths
-
-def test_paper_preset_offline_gives_one_clear_error(monkeypatch):
-    offline(monkeypatch)
-    for call in (lambda: data.mlm_eval_text("paper"), lambda: data.glue_task("rte", "paper"),
-                 lambda: data.correlation_text("paper", n_sentences=10)):
-        with pytest.raises(TxmergeError, match=r"cannot be reached.*PRESET=tiny"):
-            call()
+# The paper preset's loads from the Hugging Face caches, offline: tests/test_hub.py (a local Hub mirror).
 
 
 GLUE_ROWS = {
@@ -243,34 +232,6 @@ def test_glue_rows_map_to_our_columns(task):
 def test_glue_rows_wrong_schema():
     with pytest.raises(TxmergeError, match="lacks column"):
         data.glue_from_hub_rows("mnli", datasets.Dataset.from_list([GLUE_ROWS["rte"]]))
-
-
-def test_hub_paths_on_local_copies(tmp_path, monkeypatch):
-    offline(monkeypatch)
-    monkeypatch.setenv(hub.LOCAL_ENV, str(tmp_path))
-    root = tmp_path
-    datasets.Dataset.from_dict({"text": ["", " = Title = \n", " Some text here .\n", ""]}).save_to_disk(
-        str(root / "Salesforce__wikitext" / "wikitext-103-raw-v1" / "validation"))
-    feats = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
-                               "idx": datasets.Value("int32")})
-    for split, n in (("train", 6), ("validation_mismatched", 3)):
-        datasets.Dataset.from_dict({"premise": [f"p{i} {split}" for i in range(n)], "hypothesis": [f"h{i}" for i in range(n)],
-                                    "label": [i % 3 for i in range(n)], "idx": list(range(n))}, features=feats
-                                   ).save_to_disk(str(root / "nyu-mll__glue" / "mnli" / split))
-    datasets.Dataset.from_dict({"text": [f"line number {i} of the books ." if i % 4 else "short" for i in range(200)]}).save_to_disk(
-        str(root / "bookcorpus__bookcorpus" / "default" / "train"))
-
-    ev = data.mlm_eval_text("paper")
-    assert ev["text"] == [" = Title = \n", " Some text here .\n"]
-    mn = data.glue_task("mnli", "paper", max_train=4)
-    assert len(mn["train"]) == 4 and mn["validation"]["sentence1"][0] == "p0 validation_mismatched"
-    assert mn["train"].features == data.TASK_FEATURES_CLS
-    bc = data.correlation_text("paper", n_sentences=20, seed=1)
-    assert bc.column_names == ["text"] and len(bc) == 20 and all(len(t.split()) >= 4 for t in bc["text"])
-    assert data.correlation_text("paper", n_sentences=20, seed=1)["text"] == bc["text"]
-    with pytest.raises(TxmergeError, match="cannot be reached"):
-        data.glue_task("qqp", "paper")  # no local copy of this one
 
 
 # ---------------------------------------------------------------------------------- tokenisation
@@ -313,11 +274,13 @@ def test_encode_pairs_and_batches(tokenizer, wheels):
 
 # ---------------------------------------------------------------------------------- summary
 
-def test_data_summary_paper_needs_no_network(monkeypatch):
-    offline(monkeypatch)
+def test_data_summary_paper_needs_no_network(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))  # an empty cache: nothing is read
     df = data.data_summary("paper")
     assert {"role", "dataset", "split", "source", "licence", "rows", "words"} <= set(df.columns)
     assert (df["role"] == "task").sum() == 16
+    assert df.loc[df["role"] == "correlation text", "source"].item() == "bookcorpus/bookcorpus (refs/convert/parquet)"
 
 
 def test_data_summary_smoke_on_fixtures(wheels, monkeypatch):

@@ -194,11 +194,15 @@ def test_hub_reachability_is_one_check_on_a_real_socket(monkeypatch):
         assert not hub.hub_reachable(timeout=1, host="127.0.0.1", port=s.getsockname()[1])
 
 
-def test_require_online_only_for_paper(demo, monkeypatch):
+def test_require_online_only_for_paper(demo, monkeypatch, tmp_path):
     from txmerge import hub
 
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tp.require_online_for(tp.chapter_params("tiny", "demo"))  # no check for an offline preset
+    tp.require_online_for(tp.chapter_params("paper", "demo"))  # a chapter that takes nothing from the Hub
     with pytest.raises(TxmergeError) as exc:
-        tp.require_online_for(tp.chapter_params("paper", "demo"))
-    assert "cannot be reached" in str(exc.value) and "PRESET=tiny" in str(exc.value)
+        tp.require_online_for(tp.chapter_params("paper", "02_ffn_attention"))
+    assert "not in the Hugging Face cache" in str(exc.value) and "txmerge prefetch --preset paper" in str(exc.value)

@@ -125,14 +125,16 @@ def test_resume_with_another_recipe_is_refused(zoo_env, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ names, Hub
-def test_hub_id_offline_is_one_clear_error(zoo_env, monkeypatch):
+def test_hub_id_offline_is_one_clear_error(zoo_env, monkeypatch, tmp_path):
     monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
     for call in (lambda: models.load_model("google/multiberts-seed_1"), lambda: zoo.load_tokenizer(zoo.PAPER_TOKENIZER),
                  lambda: pipeline.MLMExperiment("paper", n_sentences=8)):
         with pytest.raises(TxmergeError) as info:
             call()
         msg = str(info.value)
-        assert "Hub" in msg and "tiny" in msg and "\n" not in msg
+        assert "not in the Hugging Face cache" in msg and "txmerge prefetch --preset paper" in msg and "\n" not in msg
     assert zoo.model_id("paper", 3) == "google/multiberts-seed_3"
     assert models.resolve("google/multiberts-seed_3") == "google/multiberts-seed_3"
 
@@ -211,6 +213,19 @@ def test_a_regression_head_can_start_at_the_prior(zoo_env, tmp_path):
     train, val = np.asarray(ds["train"]["label"]), np.asarray(ds["validation"]["label"])
     prior = float(((val - train.mean()) ** 2).mean())
     assert losses[True] == pytest.approx(prior, rel=0.15) and losses[False] > 2 * prior
+
+
+def test_an_interrupted_finetune_leaves_nothing_a_later_run_would_trust(zoo_env, tmp_path, monkeypatch):
+    zoo.ensure_model("smoke", 1)
+
+    def crash(path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(finetune, "file_sha256", crash)  # fails after the weights are written, before the record
+    with pytest.raises(OSError, match="disk full"):
+        finetune.finetune_seed("stsb", 1, finetune.SMOKE_FINETUNE, preset="smoke", base_root=zoo.smoke_root(),
+                               out_root=tmp_path, progress=False)
+    assert not finetune.finetuned_path("stsb", 1, tmp_path).exists() and not list(tmp_path.rglob("*.safetensors"))
 
 
 def test_lookups_never_train(zoo_env, tmp_path, monkeypatch):

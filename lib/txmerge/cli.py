@@ -1,4 +1,4 @@
-"""Command line: ``txmerge align``, ``merge``, ``curve`` and ``zoo …`` (also ``python -m txmerge``).
+"""Command line: ``txmerge align``, ``merge``, ``curve``, ``prefetch`` and ``zoo …`` (also ``python -m txmerge``).
 
 ``align``, ``merge`` and ``curve`` take two checkpoints of one supported family (BERT, RoBERTa,
 DistilBERT, GPT-2), each loaded as the class its config names, and write results in that class,
@@ -278,6 +278,17 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from . import prefetch
+
+    items = prefetch.preset_items(args.preset)
+    if not items:
+        print(f"The {args.preset} preset takes nothing from the Hugging Face Hub (its pinned archives are fetched by make book).")
+        return 0
+    prefetch.prefetch(items, dry_run=args.dry_run)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="txmerge", description="Align and merge BERTs trained from different seeds (Verma & Elbayad, TMLR 2024).")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -328,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--eval-blocks", type=int, default=160)
     c.add_argument("--seed", type=int, default=42, help="seed of the fixed MLM masks and of the evaluation blocks")
     c.set_defaults(func=cmd_curve)
+
+    pf = sub.add_parser("prefetch", help="download what a preset's chapters take from the Hugging Face Hub into the standard "
+                        "caches (HF_HOME), so that they run offline (HF_HUB_OFFLINE=1)")
+    pf.add_argument("--preset", default="paper", choices=PRESETS)
+    pf.add_argument("--dry-run", action="store_true", help="print the items and their size, download nothing")
+    pf.set_defaults(func=cmd_prefetch)
 
     z = sub.add_parser("zoo", help="regenerate the tiny-BERT seed zoo")
     zs = z.add_subparsers(dest="zoo_cmd", required=True)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from .corpora import *  # noqa: F401,F403
-from .corpora import BOOKCORPUS_HUB, PAPER_SENTENCES, correlation_text, mlm_eval_text, novels_manifest, pretraining_sources
+from .corpora import BOOKCORPUS_HUB, BOOKCORPUS_REVISION, PAPER_SENTENCES, correlation_text, mlm_eval_text, novels_manifest, pretraining_sources
 from .presets import check_preset
 from .tasks import *  # noqa: F401,F403
 from .tasks import GLUE_TASKS, TINY_TASKS, glue_task
@@ -25,14 +25,17 @@ def data_summary(preset: str = "tiny"):
     """One row per dataset split of ``preset``: role, dataset, split, source, licence, rows, words.
 
     tiny/smoke are measured (the archives are fetched if needed); paper lists the Hub datasets with
-    their published sizes and no word counts (nothing is downloaded).
+    their published sizes and no word counts (nothing is downloaded). BookCorpus comes from the Hub's
+    Parquet conversion of ``bookcorpus/bookcorpus`` (``revision="refs/convert/parquet"``): the dataset's
+    main branch is a loading script, which the installed ``datasets`` (4 and later) no longer runs.
     """
     import pandas as pd
 
     check_preset(preset)
     rows = []
     if preset == "paper":
-        rows.append(dict(role="correlation text", dataset="BookCorpus sample", split="train", source=BOOKCORPUS_HUB,
+        rows.append(dict(role="correlation text", dataset="BookCorpus sample", split="train",
+                         source=f"{BOOKCORPUS_HUB} ({BOOKCORPUS_REVISION})",
                          licence="see the dataset card (BookCorpus is not redistributable)", rows=PAPER_SENTENCES, words=None))
         rows.append(dict(role="MLM evaluation", dataset="Wikitext-103", split="validation",
                          source="Salesforce/wikitext wikitext-103-raw-v1", licence="CC BY-SA 3.0", rows=None, words=None))

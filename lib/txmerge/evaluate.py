@@ -1,4 +1,8 @@
-"""Losses of one model: the fixed-mask MLM loss (nats) and GLUE-style task losses with their metrics."""
+"""Losses of one model: the fixed-mask MLM loss (nats) and GLUE-style task losses with their metrics.
+
+The evaluation functions take ``autocast`` (None = bf16 forward passes on CUDA only, see
+:mod:`txmerge.precision`); the losses themselves are always computed and summed in float32/float64.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from scipy import stats
 
 from .errors import TxmergeError
 from .models import model_inputs
+from .precision import forward_autocast, full_precision
 from .spec import family_of
 
 
@@ -27,11 +32,12 @@ def mlm_loss_masked_only(model, input_ids, attention_mask, labels) -> torch.Tens
         logits = model.get_submodule(head)(hidden[chosen])
     else:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[chosen]
-    return torch.nn.functional.cross_entropy(logits, labels[chosen])
+    with full_precision(logits.device):
+        return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
 
 
 @torch.inference_mode()
-def clm_loss(model, blocks: dict[str, torch.Tensor], batch_size: int = 64) -> dict[str, float]:
+def clm_loss(model, blocks: dict[str, torch.Tensor], batch_size: int = 64, autocast: bool | None = None) -> dict[str, float]:
     """{"loss": mean next-token cross-entropy in nats, "ppl"} of a causal LM on token blocks
     (``input_ids``, ``attention_mask`` [n, seq]); padding positions are not predicted."""
     was_training = model.training
@@ -41,7 +47,8 @@ def clm_loss(model, blocks: dict[str, torch.Tensor], batch_size: int = 64) -> di
     for i in range(0, blocks["input_ids"].shape[0], batch_size):
         ids = blocks["input_ids"][i : i + batch_size].to(device)
         mask = blocks["attention_mask"][i : i + batch_size].to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        with forward_autocast(device, autocast):
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         k = int((target != -100).sum())
         if k:
@@ -60,7 +67,7 @@ NO_MASKED_TOKEN = ("No token of the MLM evaluation set is masked; give more eval
 
 
 @torch.inference_mode()
-def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> dict[str, float]:
+def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64, autocast: bool | None = None) -> dict[str, float]:
     """{"loss": mean masked-token cross-entropy in nats, "ppl": exp(loss)} on a fixed-mask set from ``data.mlm_eval_set``."""
     was_training = model.training
     model.eval()
@@ -75,7 +82,8 @@ def mlm_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 64) -> 
         k = int((labels != -100).sum())
         if k == 0:
             continue
-        loss = mlm_loss_masked_only(model, eval_set["input_ids"][sl].to(device), eval_set["attention_mask"][sl].to(device), labels)
+        with forward_autocast(device, autocast):
+            loss = mlm_loss_masked_only(model, eval_set["input_ids"][sl].to(device), eval_set["attention_mask"][sl].to(device), labels)
         total += float(loss) * k
         count += k
     model.train(was_training)
@@ -113,7 +121,7 @@ def label_prior_baseline(train_labels, validation_labels, is_regression: bool) -
 
 
 @torch.inference_mode()
-def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: bool) -> dict[str, float]:
+def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: bool, autocast: bool | None = None) -> dict[str, float]:
     """Validation loss of a ``BertForSequenceClassification`` plus its metric.
 
     Loss: cross-entropy (classification) or MSE (regression, as GLUE's STS-B in the paper), averaged
@@ -126,7 +134,8 @@ def task_loss(model, batches: Iterable[dict[str, torch.Tensor]], is_regression: 
     total, count = 0.0, 0
     for batch in batches:
         y = batch["labels"].to(device)
-        logits = model(**model_inputs(model, batch)).logits
+        with forward_autocast(device, autocast):
+            logits = model(**model_inputs(model, batch)).logits.float()
         if is_regression:
             out = logits.squeeze(-1)
             loss = torch.nn.functional.mse_loss(out, y.float(), reduction="sum")

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from txmerge.errors import TxmergeError
 from txmerge.models import model_inputs
+from txmerge.precision import forward_autocast, full_precision
 from txmerge.spec import family_of, feature_nodes, hook_points, node_kind, residual_nodes, sizes_of
 
 __all__ = ["PairCovariance", "PairMoments", "all_nodes", "average_moments", "check_same_architecture",
@@ -246,6 +247,7 @@ def collect_pair_moments(
     drop_special_tokens: bool = False,
     progress: bool = True,
     full: bool = False,
+    autocast: bool | None = None,
 ) -> dict[str, PairMoments]:
     """Run both models over ``batches`` and return ``{node: PairMoments}``.
 
@@ -254,6 +256,8 @@ def collect_pair_moments(
     with ``attention_mask == 1`` count (and ``special_tokens_mask == 0`` when dropping specials).
     ``nodes``: ``None`` = every node except ``qk.{l}``. Only the base encoder runs (no MLM/task head),
     and it stops after the deepest requested node. Eval mode, ``torch.inference_mode``.
+    ``autocast``: forward passes in bf16 (None = on CUDA only, see :mod:`txmerge.precision`); the
+    features are then converted to float32 for the products, and the sums stay float64.
     """
     check_same_architecture(model_a, model_b)
     family = family_of(model_a)
@@ -288,11 +292,12 @@ def collect_pair_moments(
                 captured[(node, point)] = x.to(dev_b)
             else:
                 xa = captured.pop((node, point))
-                if node not in moments:
-                    shift = torch.cat([xa.mean(0), x.mean(0)]).double()
-                    moments[node] = PairMoments.empty(shift, full=full)
-                # index_select made fresh copies that nothing else uses: centre them in place
-                moments[node].update(xa, x, owned=keep is not None and xa.dtype == torch.float32)
+                with full_precision(x.device):  # the statistics never run under autocast
+                    if node not in moments:
+                        shift = torch.cat([xa.float().mean(0), x.float().mean(0)]).double()
+                        moments[node] = PairMoments.empty(shift, full=full)
+                    # index_select made fresh copies that nothing else uses: centre them in place
+                    moments[node].update(xa, x, owned=keep is not None and xa.dtype == torch.float32)
             if point == last_point:
                 raise _StopForward
 
@@ -325,7 +330,8 @@ def collect_pair_moments(
                         break
                     state["side"], state["keep_" + side] = side, keep
                     try:
-                        base(**feed)
+                        with forward_autocast(next(base.parameters()).device, autocast):
+                            base(**feed)
                     except _StopForward:
                         pass
                 captured.clear()

@@ -27,7 +27,7 @@ from transformers import BertForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from . import data, zoo
-from .cache import atomic_write_bytes, file_sha256, zoo_dir
+from .cache import atomic_write, atomic_write_bytes, file_sha256, zoo_dir
 from .errors import TxmergeError
 from .evaluate import task_loss
 from .presets import check_preset
@@ -144,7 +144,6 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
     validation = score(ds["validation"])
     out_dir = finetuned_path(task, seed, out_root)
     model.eval()
-    model.cpu().half().save_pretrained(out_dir)
     try:  # record a zoo model relative to the zoo (a Hub id or an outside folder as given)
         base_rel = Path(base).resolve().relative_to(zoo_dir().resolve()).as_posix()
     except ValueError:
@@ -154,9 +153,15 @@ def finetune_seed(task: str, seed: int, recipe: FinetuneRecipe | None = None, pr
              "selection_loss": None if held is None else best["loss"],
              "train_examples": len(train), "selection_examples": 0 if held is None else len(held),
              "validation_examples": len(ds["validation"]), "validation": validation, "curve": log,
-             "sha256": file_sha256(out_dir / "model.safetensors"), "wall_seconds": round(time.time() - t0, 1),
+             "wall_seconds": round(time.time() - t0, 1),
              "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {recipe.threads} thread(s), {device}"}
-    (out_dir / "finetune.json").write_text(json.dumps(entry, indent=1))
+
+    def write(tmp: Path) -> None:  # model and record appear together or not at all: no half-written fine-tune is trusted
+        model.cpu().half().save_pretrained(tmp)
+        entry["sha256"] = file_sha256(tmp / "model.safetensors")
+        (tmp / "finetune.json").write_text(json.dumps(entry, indent=1))
+
+    atomic_write(out_dir, write, directory=True)
     torch.set_num_threads(threads)
     return entry
 

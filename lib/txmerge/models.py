@@ -68,9 +68,9 @@ def check_weights(folder: str | os.PathLike) -> None:
 def _target(name: str | os.PathLike) -> str:
     target = resolve(name)
     if is_hub_id(target):
-        from .hub import require_online
+        from .hub import require_model
 
-        require_online(f"The model {target}")
+        require_model(target, "The model")
     else:
         check_weights(target)
     return target
@@ -78,12 +78,17 @@ def _target(name: str | os.PathLike) -> str:
 
 def _from_pretrained(cls, target: str, **kwargs):
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per model would clutter the book
+    verbosity = hf_logging.get_verbosity()
+    # MultiBERTs are saved as BertForPreTraining: loaded for one head, the unused pooler and next-sentence
+    # weights would print a load report into every paper chapter
+    hf_logging.set_verbosity_error()
     try:
         model = cls.from_pretrained(target, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as exc:
         raise TxmergeError(f"Could not load {target} ({str(exc).splitlines()[0]}); pass a complete save_pretrained folder "
                            "or a Hub id that is in the local cache.") from None
     finally:
+        hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     family_of(model)  # an unsupported family is refused with the list of supported ones
     return model.eval()

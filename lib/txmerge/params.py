@@ -253,11 +253,15 @@ def setup_torch(params: CommonParams) -> str:
 
 
 def require_online_for(params: CommonParams) -> None:
-    """Call at the top of a chapter: the ``paper`` preset must reach the Hub before any work."""
+    """Call at the top of a chapter: before any work, the ``paper`` preset needs the Hub or, offline
+    (HF_HUB_OFFLINE=1), every model and dataset of the chapter in the Hugging Face caches (``txmerge prefetch``);
+    then it prints the chapter's plan (models, tokens, curves, time estimate: :mod:`txmerge.plan`)."""
     if params.preset == "paper":
-        from .hub import require_online
+        from .plan import show_plan
+        from .prefetch import require_for
 
-        require_online("The paper preset's models, corpora and GLUE tasks")
+        require_for(params)
+        show_plan(params)
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,9 +100,9 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None) -> BertTokeniz
     if name_or_path is None:
         name_or_path = tokenizer_dir()
     if str(name_or_path).startswith("google/"):
-        from .hub import require_online
+        from .hub import require_model
 
-        require_online(f"The tokenizer {name_or_path}")
+        require_model(str(name_or_path), "The tokenizer of", tokenizer=True)
         return BertTokenizerFast.from_pretrained(str(name_or_path))
     path = Path(name_or_path)
     if not (path / "tokenizer.json").exists():

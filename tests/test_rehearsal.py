@@ -31,7 +31,8 @@ SHRINK: dict[str, dict] = {
     "02_ffn_attention": {"pairs": [[1, 2], [3, 4]], "eval_blocks": 2, "n_lambdas": 3, "n_sentences": 48, "heatmap_units": 16},
     "03_attention_heads": {"pairs": [[1, 2], [3, 4]], "eval_blocks": 2, "n_lambdas": 3, "n_sentences": 48},
     "04_residual": {"pairs": [[1, 2], [3, 4]], "eval_blocks": 2, "n_lambdas": 3, "n_sentences": 48},
-    "05_data_amount": {"pairs": [[1, 2], [3, 4]], "eval_blocks": 2, "n_lambdas": 3, "amounts": [16, 48]},
+    # the official code's character-spaced evaluation text, to compare with the paper's numbers like for like
+    "05_data_amount": {"pairs": [[1, 2], [3, 4]], "eval_blocks": 2, "n_lambdas": 3, "amounts": [16, 48], "text_mode": "char_spaced"},
     "06_glue": {"pairs": [[1, 2]], "n_sentences": 16, "max_validation": 8, "n_lambdas": 3},
     "07_exercises": {"hidden_size": 32, "num_heads": 4, "intermediate_size": 64, "seq_len": 32, "n_tokens": 1024, "n_lambdas": 5},
 }

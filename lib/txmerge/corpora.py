@@ -229,12 +229,11 @@ def mlm_eval_set(
     mlm_probability: float = 0.15,
     seed: int = 42,
     text_mode: str = "clean",
-    spread: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Fixed-mask MLM evaluation set: ``input_ids``, ``labels``, ``attention_mask``, each [n_blocks, block_size].
 
     With ``max_blocks``, the blocks are a seeded sample spread over the whole text (every article
-    has its chance), or its first blocks with ``spread=False`` (how the zoo before issue 12 was evaluated). The blocks and masks depend only on ``seed``, so every
+    has its chance). The blocks and masks depend only on ``seed``, so every
     model and every λ sees the same masked tokens.
     ``text_mode="char_spaced"`` reproduces the official code's character-spaced text (off by default).
     """
@@ -242,7 +241,7 @@ def mlm_eval_set(
         raise TxmergeError(f"Unknown text_mode {text_mode!r}; choose 'clean' or 'char_spaced'.")
     if text_mode == "char_spaced":
         texts = (char_spaced(t) for t in texts)
-    blocks = token_blocks(texts, tokenizer, block_size, max_blocks, sample_seed=seed if spread else None)
+    blocks = token_blocks(texts, tokenizer, block_size, max_blocks, sample_seed=seed)
     gen = torch.Generator().manual_seed(seed)
     input_ids, labels = mask_tokens(blocks, tokenizer, mlm_probability, gen)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": torch.ones_like(blocks)}

@@ -117,10 +117,10 @@ def checkpoint_path(seed: int, root: Path | None = None) -> Path:
 # --------------------------------------------------------------------------------------------- training
 
 
-def _pretraining_blocks(tokenizer, block_size: int, sources: tuple[str, ...] = data.PRETRAINING_SOURCES) -> torch.Tensor:
-    """The pretraining corpus (``sources``) as 128-token blocks, cached under a hash of the text and the tokenizer."""
+def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
+    """The pretraining corpus as 128-token blocks, cached under a hash of the text and the tokenizer."""
     ds = data.pretraining_text("tiny")
-    texts = [t for t, s in zip(ds["text"], ds["source"]) if s in sources]
+    texts = [t for t, s in zip(ds["text"], ds["source"]) if s in data.PRETRAINING_SOURCES]
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     cache = results_dir() / "zoo-train" / f"blocks_{digest}_{len(tokenizer)}_{block_size}.pt"
     if cache.exists():
@@ -130,15 +130,10 @@ def _pretraining_blocks(tokenizer, block_size: int, sources: tuple[str, ...] = d
     return blocks
 
 
-def heldout_set(tokenizer, recipe: TinyRecipe, spread: bool = True) -> dict[str, torch.Tensor]:
+def heldout_set(tokenizer, recipe: TinyRecipe) -> dict[str, torch.Tensor]:
     """The fixed-mask held-out MLM set of the zoo's training curves (``recipe.eval_blocks`` blocks spread
-    over the held-out articles; ``spread=False``: the first blocks, as the zoo before issue 12 used)."""
-    return data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345,
-                             spread=spread)
-
-
-#: Recipes written before issue 12 carry no ``corpus``: Wikipedia only, held-out set = the first blocks.
-LEGACY_CORPUS = ("wikipedia",)
+    over the held-out articles)."""
+    return data.mlm_eval_set(data.mlm_eval_text("tiny")["text"], tokenizer, max_blocks=recipe.eval_blocks, seed=12345)
 
 
 def zoo_recipe(root: Path) -> dict:
@@ -162,15 +157,14 @@ def unigram_baseline(preset: str = "tiny", root: Path | None = None) -> float:
     if preset == "tiny":
         root = root or zoo_dir() / "tiny"
         stored = zoo_recipe(root)
-        legacy = "corpus" not in stored
         recipe = TinyRecipe(**{k: v for k, v in stored.items() if k in TinyRecipe.__dataclass_fields__})
     elif preset == "smoke":
-        recipe, root, legacy = SMOKE_RECIPE, smoke_root(), False
+        recipe, root = SMOKE_RECIPE, smoke_root()
     else:
         raise TxmergeError(f"The unigram baseline is defined for the zoo presets tiny and smoke, not {preset!r}.")
     tokenizer = load_tokenizer(tokenizer_dir(root))
-    blocks = _pretraining_blocks(tokenizer, recipe.block_size, LEGACY_CORPUS if legacy else data.PRETRAINING_SOURCES)
-    eval_set = heldout_set(tokenizer, recipe, spread=not legacy)
+    blocks = _pretraining_blocks(tokenizer, recipe.block_size)
+    eval_set = heldout_set(tokenizer, recipe)
     return unigram_mlm_loss(blocks, eval_set, len(tokenizer))
 
 

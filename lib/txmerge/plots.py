@@ -143,3 +143,9 @@ def barrier_styler(table, digits: int = 3):
             "function_preserving": "keeps B"}
     shown = table[[c for c in cols if c in table]].rename(columns=cols)
     return shown.style.format(precision=digits, na_rep="–")
+
+
+def wrap_columns(styler, columns, width: str = "14em"):
+    """Let the long text of ``columns`` wrap inside ``width`` so that a table fits the page's text column."""
+    return styler.set_properties(subset=list(columns), **{"white-space": "normal", "max-width": width,
+                                                          "min-width": "6em", "overflow-wrap": "anywhere"})

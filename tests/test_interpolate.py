@@ -410,3 +410,5 @@ def test_eval_coverage_counts_the_texts_the_sampled_blocks_touch(zoo_tokenizer):
     starts = int((picked == zoo_tokenizer.cls_token_id).sum())
     running_in = int((picked[:, 0] != zoo_tokenizer.cls_token_id).sum())
     assert starts <= sampled["articles"] <= starts + running_in and sampled["tokens"] == 96
+    grouped = data.eval_coverage(texts, zoo_tokenizer, block_size=32, articles=[7, 7, 8, 8])  # two articles, two texts each
+    assert grouped["articles"] == 2 and grouped["of"] == 2 and grouped["blocks"] == full["blocks"]

@@ -132,15 +132,16 @@ def pretraining_text(preset: str = "tiny") -> datasets.Dataset:
 
 
 def mlm_eval_text(preset: str = "tiny") -> datasets.Dataset:
-    """Held-out text for the MLM loss (column ``text``, one paragraph per row): the Wikitext-103-validation stand-in."""
+    """Held-out text for the MLM loss (column ``text``, one paragraph per row; tiny/smoke also ``article``,
+    the index of the paragraph's article): the Wikitext-103-validation stand-in."""
     check_preset(preset)
     if preset == "paper":
         from . import hub
 
         ds = hub.load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1", "validation", what="Wikitext-103 validation")
         return ds.filter(lambda r: bool(r["text"].strip()))
-    rows = [para for _, text in gensim_articles() for para in text.split("\n") if para.strip()]
-    return datasets.Dataset.from_dict({"text": rows})
+    rows = [(para, i) for i, (_, text) in enumerate(gensim_articles()) for para in text.split("\n") if para.strip()]
+    return datasets.Dataset.from_dict({"text": [r[0] for r in rows], "article": [r[1] for r in rows]})
 
 
 def char_spaced(text: str) -> str:
@@ -181,16 +182,21 @@ def block_choice(n_blocks: int, max_blocks: int | None, sample_seed: int | None)
 
 
 def eval_coverage(texts: Sequence[str], tokenizer, *, block_size: int = 128, max_blocks: int | None = None,
-                  seed: int = 42) -> dict[str, int]:
-    """How much of ``texts`` the evaluation blocks of :func:`mlm_eval_set` cover: texts (articles)
-    with at least one token in a block, of how many, blocks and tokens."""
+                  seed: int = 42, articles: Sequence[int] | None = None) -> dict[str, int]:
+    """How much of ``texts`` the evaluation blocks of :func:`mlm_eval_set` cover: the texts with at least
+    one token in a block (or, given ``articles``, one article id per text, the articles), of how many,
+    blocks and tokens."""
     lengths = [len(r) for r in tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
     starts = np.cumsum([0, *lengths])
     picked = block_choice(int(starts[-1]) // block_size, max_blocks, seed).numpy()
     first = np.searchsorted(starts, picked * block_size, side="right") - 1
     last = np.searchsorted(starts, (picked + 1) * block_size - 1, side="right") - 1
     covered = set().union(*(range(a, b + 1) for a, b in zip(first, last)))
-    return {"articles": len(covered), "of": len(lengths), "blocks": len(picked), "tokens": len(picked) * block_size}
+    if articles is not None:
+        covered, total = {articles[i] for i in covered}, len(set(articles))
+    else:
+        total = len(lengths)
+    return {"articles": len(covered), "of": total, "blocks": len(picked), "tokens": len(picked) * block_size}
 
 
 def mask_tokens(

@@ -412,3 +412,44 @@ def test_eval_coverage_counts_the_texts_the_sampled_blocks_touch(zoo_tokenizer):
     assert starts <= sampled["articles"] <= starts + running_in and sampled["tokens"] == 96
     grouped = data.eval_coverage(texts, zoo_tokenizer, block_size=32, articles=[7, 7, 8, 8])  # two articles, two texts each
     assert grouped["articles"] == 2 and grouped["of"] == 2 and grouped["blocks"] == full["blocks"]
+
+
+def _articles_text(n_articles: int = 12, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Texts of ``n_articles`` articles of very different lengths (1-3 texts each), with their article ids."""
+    rng = np.random.default_rng(seed)
+    texts, articles = [], []
+    for a in range(n_articles):
+        for _ in range(int(rng.integers(1, 4))):
+            texts.append(f"word{a} " * int(rng.integers(5, 400)))
+            articles.append(a)
+    return texts, articles
+
+
+def test_stratified_blocks_represent_every_article_and_are_fixed_by_the_seed(zoo_tokenizer):
+    texts, articles = _articles_text()
+    n_blocks = len(data.token_blocks(texts, zoo_tokenizer, 32))
+    one = data.token_blocks(texts, zoo_tokenizer, 32, 15, sample_seed=3, articles=articles)
+    assert one.shape == (15, 32) and n_blocks > 40  # a real choice among many blocks
+    assert torch.equal(one, data.token_blocks(texts, zoo_tokenizer, 32, 15, sample_seed=3, articles=articles))
+    assert not torch.equal(one, data.token_blocks(texts, zoo_tokenizer, 32, 15, sample_seed=4, articles=articles))
+    cover = data.eval_coverage(texts, zoo_tokenizer, block_size=32, max_blocks=15, seed=3, articles=articles)
+    assert cover == {"articles": 12, "of": 12, "blocks": 15, "tokens": 480}
+    groups = data.block_articles([len(r) for r in zoo_tokenizer(texts)["input_ids"]], articles, 32)
+    picked = data.block_choice(len(groups), 15, 3, groups)
+    assert torch.equal(one, data.token_blocks(texts, zoo_tokenizer, 32)[picked])  # the same choice, in text order
+    assert set().union(*(groups[i] for i in picked.tolist())) == set(range(12))
+
+
+def test_stratified_blocks_with_fewer_blocks_than_articles_take_distinct_articles(zoo_tokenizer):
+    texts, articles = _articles_text()
+    cover = data.eval_coverage(texts, zoo_tokenizer, block_size=32, max_blocks=5, seed=1, articles=articles)
+    assert cover["blocks"] == 5 and cover["articles"] >= 5
+    groups = data.block_articles([len(r) for r in zoo_tokenizer(texts)["input_ids"]], articles, 32)
+    picked = data.block_choice(len(groups), 5, 1, groups).tolist()
+    assert picked == sorted(picked) and len({max(groups[i], key=groups[i].get) for i in picked}) == 5
+
+
+def test_stratified_blocks_refuse_article_ids_that_do_not_match_the_texts(zoo_tokenizer):
+    texts, articles = _articles_text()
+    with pytest.raises(TxmergeError, match="one article id per text"):
+        data.mlm_eval_set(texts, zoo_tokenizer, block_size=32, max_blocks=5, articles=articles[:-1])

@@ -8,7 +8,8 @@
 
 The ``smoke`` preset uses the tiny sources, cut to a few hundred lines. ``mlm_eval_set`` turns text
 into 128-token blocks with one fixed, seeded set of masks (BERT's 80/10/10 rule) shared by every
-model and every λ; ``text_batches`` tokenises lines for the feature pass. Tasks live in
+model and every λ (:mod:`txmerge.blocks`, every held-out article represented); ``text_batches``
+tokenises lines for the feature pass. Tasks live in
 :mod:`txmerge.tasks`.
 """
 
@@ -25,6 +26,7 @@ import datasets
 import numpy as np
 import torch
 
+from .blocks import block_articles, block_choice, char_spaced, eval_coverage, mask_tokens, mlm_eval_set, token_blocks  # noqa: F401 (re-exported by data)
 from .errors import TxmergeError
 from . import fetch as sources
 from .presets import check_preset
@@ -142,115 +144,6 @@ def mlm_eval_text(preset: str = "tiny") -> datasets.Dataset:
         return ds.filter(lambda r: bool(r["text"].strip()))
     rows = [(para, i) for i, (_, text) in enumerate(gensim_articles()) for para in text.split("\n") if para.strip()]
     return datasets.Dataset.from_dict({"text": [r[0] for r in rows], "article": [r[1] for r in rows]})
-
-
-def char_spaced(text: str) -> str:
-    """The official code's evaluation text (paper-spec §5.1): every character separated by a space."""
-    return " ".join(text)
-
-
-def token_blocks(texts: Iterable[str], tokenizer, block_size: int = 128, max_blocks: int | None = None,
-                 sample_seed: int | None = None) -> torch.Tensor:
-    """Tokenise each text with [CLS]/[SEP], concatenate, cut into blocks: LongTensor [n_blocks, block_size].
-
-    The remainder shorter than one block is dropped (as the paper's evaluation does). With
-    ``max_blocks``, the first ``max_blocks`` blocks are kept, or, given ``sample_seed``, a seeded
-    random choice of ``max_blocks`` blocks from the whole text, kept in text order.
-    """
-    ids: list[int] = []
-    needed = None if (max_blocks is None or sample_seed is not None) else max_blocks * block_size
-    texts = iter(texts)
-    while chunk := [t for _, t in zip(range(1000), texts)]:
-        for row in tokenizer(chunk, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
-            ids.extend(row)
-        if needed is not None and len(ids) >= needed:
-            break
-    n = len(ids) // block_size
-    if n == 0:
-        raise TxmergeError(f"The text gives fewer than {block_size} tokens; provide more text.")
-    blocks = torch.tensor(ids[: n * block_size], dtype=torch.long).view(n, block_size)
-    return blocks[block_choice(n, max_blocks, sample_seed)]
-
-
-def block_choice(n_blocks: int, max_blocks: int | None, sample_seed: int | None) -> torch.Tensor:
-    """Indices [k] of the blocks :func:`token_blocks` keeps, in text order (all, the first, or a seeded sample)."""
-    if max_blocks is None or max_blocks >= n_blocks:
-        return torch.arange(n_blocks)
-    if sample_seed is None:
-        return torch.arange(max_blocks)
-    return torch.randperm(n_blocks, generator=torch.Generator().manual_seed(sample_seed))[:max_blocks].sort().values
-
-
-def eval_coverage(texts: Sequence[str], tokenizer, *, block_size: int = 128, max_blocks: int | None = None,
-                  seed: int = 42, articles: Sequence[int] | None = None) -> dict[str, int]:
-    """How much of ``texts`` the evaluation blocks of :func:`mlm_eval_set` cover: the texts with at least
-    one token in a block (or, given ``articles``, one article id per text, the articles), of how many,
-    blocks and tokens."""
-    lengths = [len(r) for r in tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
-    starts = np.cumsum([0, *lengths])
-    picked = block_choice(int(starts[-1]) // block_size, max_blocks, seed).numpy()
-    first = np.searchsorted(starts, picked * block_size, side="right") - 1
-    last = np.searchsorted(starts, (picked + 1) * block_size - 1, side="right") - 1
-    covered = set().union(*(range(a, b + 1) for a, b in zip(first, last)))
-    if articles is not None:
-        covered, total = {articles[i] for i in covered}, len(set(articles))
-    else:
-        total = len(lengths)
-    return {"articles": len(covered), "of": total, "blocks": len(picked), "tokens": len(picked) * block_size}
-
-
-def mask_tokens(
-    input_ids: torch.Tensor,
-    tokenizer,
-    mlm_probability: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT masking: choose ``mlm_probability`` of non-special tokens; 80% [MASK], 10% random, 10% kept.
-
-    Returns (masked input_ids, labels) with labels = -100 at unchosen positions. Deterministic given ``generator``.
-    """
-    labels = input_ids.clone()
-    special = torch.zeros_like(input_ids, dtype=torch.bool)
-    for sid in tokenizer.all_special_ids:
-        special |= input_ids == sid
-    prob = torch.full(input_ids.shape, mlm_probability)
-    prob.masked_fill_(special, 0.0)
-    chosen = torch.bernoulli(prob, generator=generator).bool()
-    labels[~chosen] = -100
-    masked = input_ids.clone()
-    replace = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & chosen
-    masked[replace] = tokenizer.mask_token_id
-    randomise = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=generator).bool() & chosen & ~replace
-    random_words = torch.randint(len(tokenizer), input_ids.shape, dtype=torch.long, generator=generator)
-    masked[randomise] = random_words[randomise]
-    return masked, labels
-
-
-def mlm_eval_set(
-    texts: Iterable[str],
-    tokenizer,
-    *,
-    block_size: int = 128,
-    max_blocks: int | None = None,
-    mlm_probability: float = 0.15,
-    seed: int = 42,
-    text_mode: str = "clean",
-) -> dict[str, torch.Tensor]:
-    """Fixed-mask MLM evaluation set: ``input_ids``, ``labels``, ``attention_mask``, each [n_blocks, block_size].
-
-    With ``max_blocks``, the blocks are a seeded sample spread over the whole text (every article
-    has its chance). The blocks and masks depend only on ``seed``, so every
-    model and every λ sees the same masked tokens.
-    ``text_mode="char_spaced"`` reproduces the official code's character-spaced text (off by default).
-    """
-    if text_mode not in ("clean", "char_spaced"):
-        raise TxmergeError(f"Unknown text_mode {text_mode!r}; choose 'clean' or 'char_spaced'.")
-    if text_mode == "char_spaced":
-        texts = (char_spaced(t) for t in texts)
-    blocks = token_blocks(texts, tokenizer, block_size, max_blocks, sample_seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    input_ids, labels = mask_tokens(blocks, tokenizer, mlm_probability, gen)
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": torch.ones_like(blocks)}
 
 
 # ---------------------------------------------------------------------------------------------

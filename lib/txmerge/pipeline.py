@@ -36,7 +36,7 @@ from .matching import Alignment, MergeMethod, compute_alignment, matched_correla
 
 Pair = tuple[int, int]
 #: The library code each cached result depends on (cache.code_version): a change there recomputes it.
-STATISTICS_CODE = ("features", "spec", "families", "models", "data", "zoo")
+STATISTICS_CODE = ("features", "spec", "families", "models", "data", "corpora", "blocks", "zoo")
 CURVE_CODE = STATISTICS_CODE + ("matching", "permute", "align", "interpolate", "evaluate")
 
 #: Named merge methods used across the chapters (names are what tables and plots show).
@@ -313,12 +313,14 @@ class MLMExperiment(Experiment):
         return list(data.text_batches(texts, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length))
 
     def eval_settings(self) -> dict[str, Any]:
-        return {"blocks": self.eval_blocks, "text_mode": self.text_mode, "seed": self.eval_seed}
+        return {"blocks": self.eval_blocks, "text_mode": self.text_mode, "seed": self.eval_seed, "every_article": True}
 
     def eval_set(self) -> dict[str, torch.Tensor]:
         if self._eval_set is None:
-            texts = data.mlm_eval_text(self.preset)["text"]
-            self._eval_set = data.mlm_eval_set(texts, self.tokenizer, max_blocks=self.eval_blocks, seed=self.eval_seed,
+            held_out = data.mlm_eval_text(self.preset)
+            articles = held_out["article"] if "article" in held_out.column_names else None  # Wikitext rows have none
+            self._eval_set = data.mlm_eval_set(held_out["text"], self.tokenizer, max_blocks=self.eval_blocks,
+                                               seed=self.eval_seed, articles=articles,
                                                text_mode=self.text_mode)
         return self._eval_set
 

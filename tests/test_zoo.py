@@ -254,3 +254,9 @@ def test_training_points_leave_out_snapshots_the_zoo_does_not_keep(tmp_path, mon
     (final / "training.json").unlink()
     with pytest.raises(TxmergeError, match="no training.json"):
         progress.training_points("tiny", 3)
+
+
+def test_the_unigram_baseline_the_book_reads_is_the_one_the_recipe_recomputes(zoo_env):
+    recorded = json.loads((zoo.zoo_dir() / "tiny" / "MANIFEST.json").read_text())["unigram_heldout_loss"]
+    assert zoo.unigram_baseline("tiny") == recorded  # read, not recomputed (the models chapter's fast path)
+    assert zoo.unigram_baseline("tiny", recompute=True) == pytest.approx(recorded, abs=1e-9)

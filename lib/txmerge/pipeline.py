@@ -290,7 +290,7 @@ class MLMExperiment(Experiment):
 
     kind = "mlm"
 
-    def __init__(self, preset: str, *, eval_blocks: int | None = 96, text_mode: str = "clean", eval_seed: int = 42,
+    def __init__(self, preset: str, *, eval_blocks: int | None = 128, text_mode: str = "clean", eval_seed: int = 42,
                  eval_batch_size: int = 64, model_paths: Mapping[int, str] | None = None, **kwargs):
         super().__init__(preset, **kwargs)
         self.model_paths = dict(model_paths or {})  # seed -> checkpoint, instead of the preset's (e.g. mid-training)

@@ -487,3 +487,13 @@ def test_subsample_is_a_seeded_spread_subset_not_the_first_rows():
     assert len(data.subsample(ds, None, seed=0)) == 1000 and len(data.subsample(ds, 5000, seed=0)) == 1000
     with pytest.raises(TxmergeError):
         data.subsample(ds, 0, seed=0)
+
+
+def test_length_order_sorts_rows_by_tokenised_length_and_keeps_ties_in_order(tokenizer):
+    first = ["a b c d e", "a", "a b", "x", "a b c"]
+    order = data.length_order(tokenizer, first)
+    lengths = [len(tokenizer(first[i])["input_ids"]) for i in order]
+    assert sorted(order) == list(range(5)) and lengths == sorted(lengths)
+    assert order.index(1) < order.index(3)  # "a" and "x" tie: the earlier row stays first
+    pairs = data.length_order(tokenizer, ["a", "a b c"], ["a b c d e f g", "b"])
+    assert pairs == [1, 0]  # pairs are measured whole: [CLS] a [SEP] b [SEP]

@@ -285,6 +285,15 @@ def _encode(tokenizer, first: list[str], second: list[str | None] | None, max_le
     return out
 
 
+def length_order(tokenizer, first: Sequence[str], second: Sequence[str | None] | None = None,
+                 max_length: int = 128) -> list[int]:
+    """Row indices sorted by tokenised length (stable): batches of similar lengths waste little padding.
+    Sums over tokens (feature statistics, a mean loss) do not depend on the order, up to float rounding."""
+    pairs = second is not None and any(s is not None for s in second)
+    ids = tokenizer(list(first), list(second) if pairs else None, truncation=True, max_length=max_length)["input_ids"]
+    return np.argsort([len(r) for r in ids], kind="stable").tolist()
+
+
 def _check_texts(texts: list, what: str = "text") -> None:
     for i, t in enumerate(texts):
         if t is None or not str(t).strip():

@@ -198,7 +198,7 @@ class Experiment:
     def settings(self) -> dict[str, Any]:
         """Everything besides the models that changes a curve (part of every cache key)."""
         return {"preset": self.preset, "batch_size": self.batch_size, "max_length": self.max_length,
-                "drop_special_tokens": self.drop_special_tokens, "corr_seed": self.corr_seed}
+                "drop_special_tokens": self.drop_special_tokens, "corr_seed": self.corr_seed, "batched": "by length"}
 
     # -- shared
     def model(self, seed: int) -> torch.nn.Module:
@@ -290,7 +290,7 @@ class MLMExperiment(Experiment):
 
     kind = "mlm"
 
-    def __init__(self, preset: str, *, eval_blocks: int | None = 128, text_mode: str = "clean", eval_seed: int = 42,
+    def __init__(self, preset: str, *, eval_blocks: int | None = 106, text_mode: str = "clean", eval_seed: int = 42,
                  eval_batch_size: int = 64, model_paths: Mapping[int, str] | None = None, **kwargs):
         super().__init__(preset, **kwargs)
         self.model_paths = dict(model_paths or {})  # seed -> checkpoint, instead of the preset's (e.g. mid-training)
@@ -310,6 +310,7 @@ class MLMExperiment(Experiment):
 
     def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
         texts = data.correlation_text(self.preset, n_sentences=n_sentences, seed=self.corr_seed)["text"]
+        texts = [texts[i] for i in data.length_order(self.tokenizer, texts, max_length=self.max_length)]
         return list(data.text_batches(texts, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length))
 
     def eval_settings(self) -> dict[str, Any]:
@@ -342,6 +343,12 @@ class MLMExperiment(Experiment):
 VALIDATION_SAMPLE_SEED = 1
 
 
+def _by_length(rows, exp: Experiment):
+    """A task split's rows sorted by tokenised length (less padding; sums and means are unchanged)."""
+    second = rows["sentence2"] if "sentence2" in rows.column_names else None
+    return rows.select(data.length_order(exp.tokenizer, rows["sentence1"], second, exp.max_length))
+
+
 class TaskExperiment(Experiment):
     """GLUE-style merging of fine-tuned models: features on the task's training data, loss on its validation set."""
 
@@ -372,7 +379,7 @@ class TaskExperiment(Experiment):
 
     def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
         # a seeded random subset: some training sets are sorted by label or genre
-        train = data.subsample(self.dataset()["train"], n_sentences, seed=self.corr_seed)
+        train = _by_length(data.subsample(self.dataset()["train"], n_sentences, seed=self.corr_seed), self)
         batches = data.task_batches(train, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length)
         return [{k: v for k, v in b.items() if k != "labels"} for b in batches]
 
@@ -381,7 +388,7 @@ class TaskExperiment(Experiment):
 
     def eval_batches(self) -> list[dict[str, torch.Tensor]]:
         if self._eval_batches is None:
-            val = data.subsample(self.dataset()["validation"], self.max_validation, seed=VALIDATION_SAMPLE_SEED)
+            val = _by_length(data.subsample(self.dataset()["validation"], self.max_validation, seed=VALIDATION_SAMPLE_SEED), self)
             self._eval_batches = list(data.task_batches(val, self.tokenizer, batch_size=self.eval_batch_size,
                                                         max_length=self.max_length))
         return self._eval_batches

@@ -50,7 +50,7 @@ class MLMParams(CommonParams):
     """Shared by the masked-LM chapters: which pairs, how much correlation text, how to evaluate."""
 
     pairs: list[list[int]] = Field(TINY_PAIRS, min_length=1, description="pairs of seeds [A, B] to merge")
-    eval_blocks: int | None = Field(128, ge=1, description="128-token blocks of held-out text per λ (null = all)")
+    eval_blocks: int | None = Field(106, ge=1, description="128-token blocks of held-out text per λ, one per article first (null = all)")
     text_mode: Literal["clean", "char_spaced"] = Field("clean", description="evaluation text as is, or character-spaced like the official code")
     batch_size: int = Field(8, ge=1, description="sentences per batch in the feature pass (the paper: 8)")
     drop_special_tokens: bool = Field(False, description="exclude [CLS]/[SEP] from the correlations (the paper includes them)")

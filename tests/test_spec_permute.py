@@ -318,3 +318,20 @@ def test_spec_with_wrong_prefix_is_refused():
     model = tiny_bert("base")
     with pytest.raises(TxmergeError, match="not in the permutation spec"):
         permute_state_dict(model.state_dict(), {}, bert_spec(model.config))  # prefix "bert." vs BertModel
+
+
+def test_verification_tolerance_grows_with_the_outputs_and_still_catches_a_wrong_permutation():
+    from txmerge.permute import verify_function_preserved
+
+    model = tiny_bert(seed=5)
+    inputs = {"input_ids": torch.randint(5, 50, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long)}
+    same = verify_function_preserved(model, model, inputs, atol=1e-4, rtol=1e-5)
+    with torch.inference_mode():
+        scale = float(model(**inputs).logits.abs().max())
+    assert same.ok and same.max_abs_diff == 0.0 and same.tolerance == pytest.approx(1e-4 + 1e-5 * scale)
+    broken = tiny_bert(seed=5)
+    with torch.no_grad():
+        w = broken.bert.encoder.layer[0].intermediate.dense.weight
+        w.copy_(w.flip(0))  # FF units reordered on one side only: a wrong permutation
+    wrong = verify_function_preserved(model, broken, inputs, atol=1e-4, rtol=1e-5)
+    assert not wrong.ok and wrong.max_abs_diff > 100 * wrong.tolerance

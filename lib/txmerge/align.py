@@ -43,7 +43,8 @@ class AlignedPair:
         return {"method": self.method.to_dict(), "tokens": self.tokens, "function_preserving": self.function_preserving,
                 "breaks": list(al.spec.breaks) if al else [],
                 "verification": {"max_abs_diff": self.verification.max_abs_diff, "ok": self.verification.ok,
-                                 "atol": self.verification.atol, "output": self.verification.output},
+                                 "atol": self.verification.atol, "tolerance": self.verification.tolerance,
+                                 "output": self.verification.output},
                 "matched_corr": al.matched_corr if al else {}, "identity_corr": al.identity_corr if al else {},
                 "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
 
@@ -74,7 +75,7 @@ def align_pair(
     """
     t0 = time.time()
     if is_plain_average(method):  # nothing to align or verify: weight averaging
-        check = VerificationResult(0.0, True, atol, "none (B is not permuted)")
+        check = VerificationResult(0.0, True, atol, "none (B is not permuted)", atol)
         return AlignedPair(method, None, model_b, check, 0, {"statistics": 0.0, "total": time.time() - t0})
     collected = None
     if statistics is None:
@@ -88,7 +89,7 @@ def align_pair(
     permuted = apply_permutations(model_b, alignment.perms, alignment.spec)
     check = verify_function_preserved(model_b, permuted, verify_inputs, atol=atol, perms=alignment.perms, spec=alignment.spec)
     if alignment.function_preserving and not check.ok:
-        raise TxmergeError(f"Permuting model B changed its outputs by {check.max_abs_diff:.2e} (> {atol:g}); the permutation "
+        raise TxmergeError(f"Permuting model B changed its outputs by {check.max_abs_diff:.2e} (> {check.tolerance:.1e}); the permutation "
                            "spec does not fit this architecture, so no merge is reported.")
     tokens = int(next(iter(statistics.values())).n) if collected else 0
     return AlignedPair(method, alignment, permuted, check, tokens, {"statistics": t_stats, "total": time.time() - t0}, collected)

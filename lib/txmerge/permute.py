@@ -175,6 +175,7 @@ class VerificationResult:
     ok: bool
     atol: float
     output: str  # which outputs were compared, e.g. "logits" or "last_hidden_state+pooler_output"
+    tolerance: float = float("nan")  # atol + rtol · the largest |output| of the model: what max_abs_diff was held to
 
 
 def verify_function_preserved(
@@ -184,8 +185,11 @@ def verify_function_preserved(
     atol: float = 1e-4,
     perms: Mapping[str, torch.Tensor] | None = None,
     spec: PermutationSpec | None = None,
+    rtol: float = 1e-5,
 ) -> VerificationResult:
-    """Compare outputs of ``model`` and ``permuted`` in eval mode under ``torch.inference_mode``.
+    """Compare outputs of ``model`` and ``permuted`` in eval mode under ``torch.inference_mode``: they
+    agree when the largest difference is at most ``atol + rtol · max|output|`` (float32 rounding grows
+    with the outputs' size; a wrong permutation changes them by their own order of magnitude).
 
     Head models: ``logits`` [batch, seq, V] or [batch, labels]. Base models: ``last_hidden_state``
     [batch, seq, hidden] plus ``pooler_output`` where there is one. A permuted base model's last hidden
@@ -202,9 +206,11 @@ def verify_function_preserved(
     finally:
         model.train(modes[0]), permuted.train(modes[1])
     diffs: list[float] = []
+    scales: list[float] = []
     if getattr(out_a, "logits", None) is not None:
         names = "logits"
         diffs.append(float((out_a.logits - out_b.logits.to(out_a.logits.device)).abs().max()))
+        scales.append(float(out_a.logits.abs().max()))
     else:
         names = "last_hidden_state"
         hidden_b = out_b.last_hidden_state.to(out_a.last_hidden_state.device)
@@ -212,8 +218,10 @@ def verify_function_preserved(
         if perm is not None:
             hidden_b = hidden_b.index_select(-1, torch.argsort(perm.long()).to(hidden_b.device))
         diffs.append(float((out_a.last_hidden_state - hidden_b).abs().max()))
+        scales.append(float(out_a.last_hidden_state.abs().max()))
         if getattr(out_a, "pooler_output", None) is not None:
             names += "+pooler_output"
             diffs.append(float((out_a.pooler_output - out_b.pooler_output.to(out_a.pooler_output.device)).abs().max()))
-    worst = max(diffs)
-    return VerificationResult(max_abs_diff=worst, ok=bool(worst <= atol), atol=atol, output=names)
+            scales.append(float(out_a.pooler_output.abs().max()))
+    worst, tolerance = max(diffs), atol + rtol * max(scales)
+    return VerificationResult(max_abs_diff=worst, ok=bool(worst <= tolerance), atol=atol, output=names, tolerance=tolerance)

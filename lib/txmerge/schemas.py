@@ -87,7 +87,7 @@ class ResidualParams(MLMParams):
 class DataAmountParams(MLMParams):
     """05_data_amount: barrier vs number of correlation sentences (Fig. 6)."""
 
-    amounts: list[int] = Field([500, 1500, 4000, 10000], min_length=2, description="numbers of correlation sentences")
+    amounts: list[int] = Field([500, 4000, 10000], min_length=2, description="numbers of correlation sentences")
 
     @model_validator(mode="after")
     def _amounts_increasing(self) -> "DataAmountParams":
@@ -101,7 +101,7 @@ class GlueParams(CommonParams):
 
     tasks: list[TASK_NAMES] = Field(["stsb", "sst2", "qnli", "mrpc"], min_length=1, description="tasks to merge on")
     pairs: list[list[int]] = Field(GLUE_PAIRS, min_length=1, description="pairs of seeds [A, B]")
-    n_sentences: int | None = Field(2000, ge=1, description="training examples for the correlations (null = all)")
+    n_sentences: int | None = Field(1000, ge=1, description="training examples for the correlations (null = all)")
     max_validation: int | None = Field(300, ge=1, description="validation examples per λ (null = all)")
     batch_size: int = Field(8, ge=1, description="examples per batch in the feature pass")
     n_lambdas: int = Field(21, ge=3, description="points on the interpolation path")

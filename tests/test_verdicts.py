@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from txmerge.errors import TxmergeError
 from txmerge.verdicts import check_barrier_table, compare, decisions_table, mean_se, shared_seeds
@@ -127,3 +128,13 @@ def test_glue_claims_count_only_tasks_whose_fine_tunes_beat_the_prior():
     assert out["c8"].startswith("partly confirmed (1 of 2 curves")  # task b's M-shape does not count
     none = glue_claims(2.0, {"a": 3.0}, {"a": yes}, shapes, {})
     assert none["c7"].startswith("not confirmed") and none["c8"].startswith("undecided")
+
+
+def test_the_pairs_a_decision_needs_are_sized_on_the_measured_difference_when_it_is_large():
+    """-1.3 nats (52 % of the scale) but p ≈ 0.07 with three pairs: a fourth pair or so decides it, not 80
+    (the number a 10 % effect would need at this spread)."""
+    d = compare([2.3, 2.5, 3.1], [2.0, 1.0, 1.0], 2.5)  # differences -0.3, -1.5, -2.1
+    assert d.verdict == "undecided" and d.pairs_needed == 4
+    sd = float(np.std([-0.3, -1.5, -2.1], ddof=1))
+    z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)
+    assert (z * sd / 0.25) ** 2 > 80  # what sizing on the minimum effect alone would have said

@@ -42,7 +42,7 @@ class Decision:
     p_value: float
     threshold: float  # the minimum effect in the units of the data
     relative: float  # mean_diff / scale
-    pairs_needed: int | None  # for an undecided claim: pairs that would detect the minimum effect
+    pairs_needed: int | None  # for an undecided claim: pairs that would detect the measured difference (at least the minimum effect)
 
     def __str__(self) -> str:
         if self.pairs < 2:
@@ -106,10 +106,11 @@ def compare(lower, higher, scale: float, *, min_effect: float = MIN_EFFECT, alph
     else:
         verdict, p = "undecided", min(p_up, p_down)
     needed = None
-    if verdict == "undecided":
+    if verdict == "undecided":  # pairs that would detect the measured difference, or the minimum effect if smaller
         sd = float(d.std(ddof=1))
         z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(POWER)
-        needed = max(n + 1, int(math.ceil((z * sd / threshold) ** 2))) if sd > 0 else n + 1
+        effect = max(abs(m), threshold)
+        needed = max(n + 1, int(math.ceil((z * sd / effect) ** 2))) if sd > 0 else n + 1
     return Decision(verdict, m, se, n, p, threshold, m / scale, needed)
 
 

@@ -343,12 +343,6 @@ class MLMExperiment(Experiment):
 VALIDATION_SAMPLE_SEED = 1
 
 
-def _by_length(rows, exp: Experiment):
-    """A task split's rows sorted by tokenised length (less padding; sums and means are unchanged)."""
-    second = rows["sentence2"] if "sentence2" in rows.column_names else None
-    return rows.select(data.length_order(exp.tokenizer, rows["sentence1"], second, exp.max_length))
-
-
 class TaskExperiment(Experiment):
     """GLUE-style merging of fine-tuned models: features on the task's training data, loss on its validation set."""
 
@@ -379,7 +373,8 @@ class TaskExperiment(Experiment):
 
     def correlation_batches(self, n_sentences: int | None) -> list[dict[str, torch.Tensor]]:
         # a seeded random subset: some training sets are sorted by label or genre
-        train = _by_length(data.subsample(self.dataset()["train"], n_sentences, seed=self.corr_seed), self)
+        train = data.by_length(data.subsample(self.dataset()["train"], n_sentences, seed=self.corr_seed),
+                               self.tokenizer, self.max_length)
         batches = data.task_batches(train, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length)
         return [{k: v for k, v in b.items() if k != "labels"} for b in batches]
 
@@ -388,7 +383,8 @@ class TaskExperiment(Experiment):
 
     def eval_batches(self) -> list[dict[str, torch.Tensor]]:
         if self._eval_batches is None:
-            val = _by_length(data.subsample(self.dataset()["validation"], self.max_validation, seed=VALIDATION_SAMPLE_SEED), self)
+            val = data.by_length(data.subsample(self.dataset()["validation"], self.max_validation, seed=VALIDATION_SAMPLE_SEED),
+                                 self.tokenizer, self.max_length)
             self._eval_batches = list(data.task_batches(val, self.tokenizer, batch_size=self.eval_batch_size,
                                                         max_length=self.max_length))
         return self._eval_batches

@@ -27,7 +27,7 @@ import datasets
 import numpy as np
 import torch
 
-from .corpora import _check_texts, _encode, _read_jsonl_member
+from .corpora import _check_texts, _encode, _read_jsonl_member, length_order
 from .errors import TxmergeError
 from . import fetch as sources
 from .presets import check_preset
@@ -370,6 +370,13 @@ def encode_pairs(dataset, tokenizer, max_length: int = 128) -> dict[str, torch.T
         labels = [float(v) for v in labels]
     out["labels"] = _labels(labels)
     return out
+
+
+def by_length(dataset, tokenizer, max_length: int = 128):
+    """The task split's rows sorted by tokenised length (stable), so that batches waste little padding;
+    losses and feature statistics are sums over rows and do not change."""
+    second = dataset["sentence2"] if "sentence2" in dataset.column_names else None
+    return dataset.select(length_order(tokenizer, dataset["sentence1"], second, max_length))
 
 
 def task_batches(dataset, tokenizer, batch_size: int = 8, max_length: int = 128):

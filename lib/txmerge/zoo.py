@@ -119,8 +119,7 @@ def checkpoint_path(seed: int, root: Path | None = None) -> Path:
 
 def _pretraining_blocks(tokenizer, block_size: int) -> torch.Tensor:
     """The pretraining corpus as 128-token blocks, cached under a hash of the text and the tokenizer."""
-    ds = data.pretraining_text("tiny")
-    texts = [t for t, s in zip(ds["text"], ds["source"]) if s in data.PRETRAINING_SOURCES]
+    texts = data.pretraining_text("tiny")["text"]
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     cache = results_dir() / "zoo-train" / f"blocks_{digest}_{len(tokenizer)}_{block_size}.pt"
     if cache.exists():
@@ -150,6 +149,12 @@ def heldout_loss(model, eval_set: dict[str, torch.Tensor], batch_size: int = 32)
     return mlm_loss(model, eval_set, batch_size)["loss"]
 
 
+def _manifest_record(root: Path, key: str):
+    """``key`` of the zoo's MANIFEST.json in ``root`` (None if the manifest or the key is missing)."""
+    path = root / "MANIFEST.json"
+    return json.loads(path.read_text()).get(key) if path.exists() else None
+
+
 def unigram_baseline(preset: str = "tiny", root: Path | None = None, recompute: bool = False) -> float:
     """The held-out MLM loss (nats) of token frequencies alone, on the held-out set of ``preset``'s zoo
     training curves (same blocks and masks): the level a model reaches without using context.
@@ -157,8 +162,7 @@ def unigram_baseline(preset: str = "tiny", root: Path | None = None, recompute: 
     its manifest records (computed when the zoo was written, about a minute) is read, unless ``recompute``."""
     if preset == "tiny":
         root = root or zoo_dir() / "tiny"
-        recorded = json.loads((root / "MANIFEST.json").read_text()).get("unigram_heldout_loss") \
-            if (root / "MANIFEST.json").exists() else None
+        recorded = _manifest_record(root, "unigram_heldout_loss")
         if recorded is not None and not recompute:
             return float(recorded)
         stored = zoo_recipe(root)
@@ -308,7 +312,7 @@ KEPT_SNAPSHOTS = (1, 2)
 def pretraining_text(root: Path | None = None) -> dict[str, dict]:
     """Each pretraining source's share, as the zoo's manifest records it (computed for a zoo without the record)."""
     root = root or zoo_dir() / "tiny"
-    recorded = json.loads((root / "MANIFEST.json").read_text()).get("pretraining_text")
+    recorded = _manifest_record(root, "pretraining_text")
     return recorded if isinstance(recorded, dict) else pretraining_shares(load_tokenizer(tokenizer_dir(root)))
 
 

@@ -234,3 +234,11 @@ def test_training_points_of_the_paper_preset_are_multiberts_checkpoints():
     assert points[0.2] == "google/multiberts-seed_0-step_400k" and points[1.0].startswith("google/multiberts-seed_0")
     with pytest.raises(TxmergeError, match="seeds 0–4"):
         progress.training_points("paper", 7)
+
+
+def test_mlm_eval_coverage_describes_the_blocks_the_experiment_evaluates():
+    exp = pipeline.MLMExperiment("smoke", **MLM_KW)
+    coverage = exp.eval_coverage()
+    assert coverage["blocks"] == exp.eval_set()["input_ids"].shape[0] == MLM_KW["eval_blocks"]
+    assert coverage["tokens"] == exp.eval_set()["input_ids"].numel()
+    assert MLM_KW["eval_blocks"] <= coverage["articles"] <= coverage["of"]  # a different article per block (a block may touch two)

@@ -316,14 +316,22 @@ class MLMExperiment(Experiment):
     def eval_settings(self) -> dict[str, Any]:
         return {"blocks": self.eval_blocks, "text_mode": self.text_mode, "seed": self.eval_seed, "every_article": True}
 
+    def _held_out(self) -> tuple[list[str], list[int] | None]:
+        """(paragraphs, their article ids, or None for Wikitext, whose rows carry no article)."""
+        held_out = data.mlm_eval_text(self.preset)
+        return held_out["text"], held_out["article"] if "article" in held_out.column_names else None
+
     def eval_set(self) -> dict[str, torch.Tensor]:
         if self._eval_set is None:
-            held_out = data.mlm_eval_text(self.preset)
-            articles = held_out["article"] if "article" in held_out.column_names else None  # Wikitext rows have none
-            self._eval_set = data.mlm_eval_set(held_out["text"], self.tokenizer, max_blocks=self.eval_blocks,
-                                               seed=self.eval_seed, articles=articles,
-                                               text_mode=self.text_mode)
+            texts, articles = self._held_out()
+            self._eval_set = data.mlm_eval_set(texts, self.tokenizer, max_blocks=self.eval_blocks, seed=self.eval_seed,
+                                               articles=articles, text_mode=self.text_mode)
         return self._eval_set
+
+    def eval_coverage(self) -> dict[str, int]:
+        """Articles (of how many), blocks and tokens of the held-out text that :meth:`eval_set` covers."""
+        texts, articles = self._held_out()
+        return data.eval_coverage(texts, self.tokenizer, max_blocks=self.eval_blocks, seed=self.eval_seed, articles=articles)
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         return mlm_loss(model, self.eval_set(), self.eval_batch_size)

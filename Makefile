@@ -79,7 +79,7 @@ lock: ## refresh uv.lock from pyproject.toml (resolves on PyPI); the next make r
 # Rewrites $(PARAMS_DIR)/<stem>.yaml only when its content changes, so a chapter re-executes when
 # its parameters (or the preset) change, and not otherwise.
 params: $(ENV_STAMP) ## validate PRESET for every chapter (writes executed/.params/*.yaml)
-	@$(PY) -m txmerge.params --preset $(PRESET) --write-dir $(PARAMS_DIR) --chapters $(CHAPTERS)
+	@$(PY) -m txmerge.chapters.params --preset $(PRESET) --write-dir $(PARAMS_DIR) --chapters $(CHAPTERS)
 
 $(PARAMS_DIR)/%.yaml: params ;
 .PRECIOUS: $(PARAMS_DIR)/%.yaml

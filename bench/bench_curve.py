@@ -33,9 +33,9 @@ import time
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from txmerge.evaluate import mlm_loss, mlm_loss_masked_only
-from txmerge.features import collect_pair_moments
-from txmerge.interpolate import InterpolationPath, default_lambdas, interpolation_curve
+from txmerge.core.evaluate import mlm_loss, mlm_loss_masked_only
+from txmerge.core.features import collect_pair_moments
+from txmerge.core.interpolate import InterpolationPath, default_lambdas, interpolation_curve
 
 SIZES = {
     "small": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, vocab_size=8000, blocks=32),

@@ -40,7 +40,7 @@ from typing import Iterator
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from txmerge.features import all_nodes, collect_pair_moments
+from txmerge.core.features import all_nodes, collect_pair_moments
 
 SIZES = {
     "small": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, vocab_size=8000, batch=32, batches=4),
@@ -137,7 +137,7 @@ def peak_rss_child(size: str, n_batches: int, nodes: list[str] | None) -> int:
     fork + exec, so a large parent made both runs look alike."""
     code = (
         "import sys, torch; torch.set_num_threads(1); sys.path.insert(0, 'bench');"
-        "import bench_features as bf; from txmerge.features import collect_pair_moments;"
+        "import bench_features as bf; from txmerge.core.features import collect_pair_moments;"
         f"a, b = bf.build({size!r}, 0), bf.build({size!r}, 1);"
         f"m = collect_pair_moments(a, b, bf.batches({size!r}, {n_batches}), nodes={nodes!r}, progress=False);"
         "print(bf.peak_rss_mib())"

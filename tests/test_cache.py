@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from txmerge import cache
+from txmerge.base import cache
 
 
 def test_code_version_changes_with_the_named_modules_only(tmp_path, monkeypatch):
@@ -13,7 +13,7 @@ def test_code_version_changes_with_the_named_modules_only(tmp_path, monkeypatch)
     (lib / "a.py").write_text("x = 1\n")
     (lib / "b.py").write_text("y = 1\n")
     (lib / "pkg" / "c.py").write_text("z = 1\n")
-    monkeypatch.setattr(cache, "__file__", str(lib / "cache.py"))
+    monkeypatch.setattr(cache, "__file__", str(lib / "base" / "cache.py"))
     before = cache.code_version(["a", "pkg"])
     (lib / "b.py").write_text("y = 2\n")
     assert cache.code_version(["a", "pkg"]) == before  # another module changed: same key
@@ -39,7 +39,7 @@ def test_cached_recomputes_when_its_code_changes(tmp_path, monkeypatch):
 
 
 def test_real_library_modules_have_a_code_version():
-    assert len(cache.code_version(["features", "families"])) == 16
+    assert len(cache.code_version(["core.features", "families"])) == 16
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from txmerge.claims import (NOT_TESTABLE, amount_summary, beats_prior_by_task, claim_c1, claim_c2, claim_c3, claim_c4,
+from txmerge.experiments.claims import (NOT_TESTABLE, amount_summary, beats_prior_by_task, claim_c1, claim_c2, claim_c3, claim_c4,
                             claim_c5, claim_c6, claim_head_alignment, correlation_table, curve_shapes, endpoint_table,
                             finetune_table, glue_barrier_table)
-from txmerge.errors import TxmergeError
+from txmerge.base.errors import TxmergeError
 
 PAIRS = ["1-2", "3-4", "1-5", "2-3"]
 NOISE = np.array([0.01, -0.012, 0.004, -0.002])  # pair-to-pair spread, the same for every method
@@ -143,7 +143,7 @@ def test_one_pair_leaves_every_claim_undecided():
 
 def glue_results(values: dict[str, tuple[float, float, float]]):
     """Results of one task: {method: (loss of B, peak, loss of A)} for three pairs, accuracy along."""
-    from txmerge.pipeline import CurveResult, Results
+    from txmerge.experiments.pipeline import CurveResult, Results
 
     out = []
     for (a, b), e in zip([(1, 2), (1, 3), (2, 3)], [0.0, 0.01, -0.01]):

@@ -14,10 +14,12 @@ import pytest
 import torch
 from transformers import BertForMaskedLM
 
-from txmerge import cli, data, models, zoo
-from txmerge.evaluate import mlm_loss
-from txmerge.permute import apply_permutations
-from txmerge.spec import bert_spec
+from txmerge import cli, data
+from txmerge.core import models
+from txmerge.zoo import tiny as zoo
+from txmerge.core.evaluate import mlm_loss
+from txmerge.core.permute import apply_permutations
+from txmerge.core.spec import bert_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

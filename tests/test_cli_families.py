@@ -14,9 +14,10 @@ from tokenizers import Tokenizer, models as tk_models, pre_tokenizers, processor
 from transformers import PreTrainedTokenizerFast
 
 from conftest import FAMILIES, tiny_model, token_batches
-from txmerge import cli, models
-from txmerge.permute import verify_function_preserved
-from txmerge.spec import model_spec
+from txmerge import cli
+from txmerge.core import models
+from txmerge.core.permute import verify_function_preserved
+from txmerge.core.spec import model_spec
 
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 WORDS = [f"w{i}" for i in range(61 - len(SPECIALS))]

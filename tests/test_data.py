@@ -22,8 +22,9 @@ import datasets
 import pytest
 import torch
 
-from txmerge import corpora, data, fetch as fetch_mod
-from txmerge.errors import TxmergeError
+from txmerge.data import corpora, fetch as fetch_mod
+from txmerge import data
+from txmerge.base.errors import TxmergeError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WHEELS = FIXTURES / "wheels"

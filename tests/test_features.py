@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import FAMILIES, tiny_bert, tiny_model, token_batches
-from txmerge.errors import TxmergeError
-from txmerge.models import model_inputs
-from txmerge.features import (
+from txmerge.base.errors import TxmergeError
+from txmerge.core.models import model_inputs
+from txmerge.core.features import (
     PairMoments,
     all_nodes,
     average_moments,

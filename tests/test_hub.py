@@ -14,8 +14,13 @@ import pytest
 import torch
 
 from hub_mirror import REVISION, use_mirror, write_model
-from txmerge import data, hub, models, params as tp, pipeline, prefetch, zoo
-from txmerge.errors import TxmergeError
+from txmerge import data
+from txmerge.base import hub
+from txmerge.core import models
+from txmerge.chapters import params as tp, prefetch
+from txmerge.experiments import pipeline
+from txmerge.zoo import tiny as zoo
+from txmerge.base.errors import TxmergeError
 
 
 @pytest.fixture

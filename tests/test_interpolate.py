@@ -13,9 +13,9 @@ from scipy import stats
 
 from conftest import tiny_bert, token_batches
 from txmerge import data
-from txmerge.errors import TxmergeError
-from txmerge.evaluate import label_prior_baseline, mlm_loss, task_loss, unigram_mlm_loss
-from txmerge.interpolate import (
+from txmerge.base.errors import TxmergeError
+from txmerge.core.evaluate import label_prior_baseline, mlm_loss, task_loss, unigram_mlm_loss
+from txmerge.core.interpolate import (
     InterpolationPath,
     check_lambdas,
     dips_below_endpoints,
@@ -310,7 +310,7 @@ def test_task_loss_regression_matches_manual():
 # ------------------------------------------------------------------------------------ fixed masks
 @pytest.fixture(scope="module")
 def zoo_tokenizer():
-    from txmerge import zoo
+    from txmerge.zoo import tiny as zoo
 
     try:
         return zoo.load_tokenizer()

@@ -98,7 +98,7 @@ def test_lock_hash_is_recorded(tmp_path):
 
 
 def test_provenance_shows_the_lock_hash(tmp_path, monkeypatch):
-    from txmerge import provenance
+    from txmerge.chapters import provenance
 
     monkeypatch.setattr(provenance.sys, "prefix", str(tmp_path))
     assert provenance.environment_lock() == "not installed from uv.lock"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import FAMILIES, tiny_bert, tiny_config, tiny_model, token_batches
-from txmerge.errors import TxmergeError
-from txmerge.features import all_nodes, collect_pair_moments, residual_nodes
-from txmerge.matching import (
+from txmerge.base.errors import TxmergeError
+from txmerge.core.features import all_nodes, collect_pair_moments, residual_nodes
+from txmerge.methods.matching import (
     METHODS,
     MergeMethod,
     compute_alignment,
@@ -19,8 +19,8 @@ from txmerge.matching import (
     required_nodes,
     residual_perms,
 )
-from txmerge.permute import apply_permutations, invert_permutations, random_permutations, verify_function_preserved
-from txmerge.spec import bert_spec
+from txmerge.core.permute import apply_permutations, invert_permutations, random_permutations, verify_function_preserved
+from txmerge.core.spec import bert_spec
 
 
 def _shuffled_identity(perm: np.ndarray, noise: float = 0.1, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from txmerge.paper import beats_prior
+from txmerge.experiments.paper import beats_prior
 
 
 def test_beats_prior():

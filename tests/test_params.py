@@ -10,8 +10,8 @@ import jupytext
 import pytest
 from pydantic import Field
 
-from txmerge import params as tp
-from txmerge.errors import TxmergeError
+from txmerge.chapters import params as tp
+from txmerge.base.errors import TxmergeError
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.md"))
@@ -52,7 +52,7 @@ def test_every_preset_validates_for_every_chapter(preset, chapter):
 def test_presets_have_a_section_per_chapter(preset):
     data = tp.load_preset(preset)
     for nb in NOTEBOOKS:
-        assert nb.stem in tp.CHAPTERS, f"{nb.name} has no schema in txmerge.params.CHAPTERS"
+        assert nb.stem in tp.CHAPTERS, f"{nb.name} has no schema in txmerge.chapters.params.CHAPTERS"
         assert nb.stem in data["chapters"], f"params/{preset}.yaml has no section for {nb.stem}"
 
 
@@ -179,7 +179,7 @@ def test_cli_write_dir_rewrites_only_changed_files(demo, tmp_path):
 
 # ---------------------------------------------------------------- the paper preset needs the network
 def test_hub_reachability_is_one_check_on_a_real_socket(monkeypatch):
-    from txmerge import hub
+    from txmerge.base import hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with socket.socket() as s:  # a port that nothing listens on
@@ -195,7 +195,7 @@ def test_hub_reachability_is_one_check_on_a_real_socket(monkeypatch):
 
 
 def test_require_online_only_for_paper(demo, monkeypatch, tmp_path):
-    from txmerge import hub
+    from txmerge.base import hub
 
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from txmerge.matching import matched_correlation
-from txmerge import pipeline, progress
-from txmerge.errors import TxmergeError
-from txmerge.evaluate import mlm_loss, task_loss
-from txmerge.interpolate import loss_barrier, loss_barrier_linear
+from txmerge.methods.matching import matched_correlation
+from txmerge.experiments import pipeline, along_training as progress
+from txmerge.base.errors import TxmergeError
+from txmerge.core.evaluate import mlm_loss, task_loss
+from txmerge.core.interpolate import loss_barrier, loss_barrier_linear
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = np.linspace(0, 1, 5)
@@ -27,7 +27,7 @@ MLM_KW = dict(n_sentences=64, eval_blocks=4, lambdas=LAMBDAS, progress=False)
 @pytest.fixture
 def fresh_cache(env, tmp_path, monkeypatch) -> Path:
     """An empty results folder that still sees the (already trained) micro models."""
-    from txmerge import zoo
+    from txmerge.zoo import tiny as zoo
 
     zoo.ensure_smoke_model(1), zoo.ensure_smoke_model(2)
     cache = tmp_path / "cache"
@@ -117,7 +117,7 @@ def test_separate_with_disagreeing_residual_perms_changes_outputs_and_is_still_r
 
 
 def test_a_function_preserving_method_that_changes_outputs_is_refused(env, monkeypatch):
-    from txmerge import align
+    from txmerge.methods import align
 
     real = align.apply_permutations
 
@@ -207,7 +207,8 @@ def test_task_smoke_run_stsb(env):
 
 def test_explicit_checkpoints_replace_the_presets_models(env):
     """The training-progress study merges mid-training snapshots: model_paths overrides the preset's zoo."""
-    from txmerge import models, zoo
+    from txmerge.core import models
+    from txmerge.zoo import tiny as zoo
 
     one, two = zoo.ensure_model("smoke", 1), zoo.ensure_model("smoke", 2)
     exp = pipeline.MLMExperiment("smoke", model_paths={1: two, 2: one}, **MLM_KW)

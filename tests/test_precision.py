@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from txmerge import precision
-from txmerge.evaluate import mlm_loss, task_loss
-from txmerge.features import collect_pair_moments
+from txmerge.base import precision
+from txmerge.core.evaluate import mlm_loss, task_loss
+from txmerge.core.features import collect_pair_moments
 
 
 def test_autocast_is_on_for_cuda_only_unless_asked(monkeypatch):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from hub_mirror import build_mirror, mirror_env
-from txmerge import params as tp, prefetch
+from txmerge.chapters import params as tp, prefetch
 
 pytest_plugins = ["book_fixtures"]
 pytestmark = pytest.mark.slow

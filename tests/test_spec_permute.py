@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FAMILIES, tiny_bert, tiny_config, tiny_model, token_batches
-from txmerge.errors import TxmergeError
-from txmerge.permute import (
+from txmerge.base.errors import TxmergeError
+from txmerge.core.permute import (
     apply_permutations,
     compose_permutations,
     invert_permutations,
@@ -21,7 +21,7 @@ from txmerge.permute import (
     random_permutations,
     verify_function_preserved,
 )
-from txmerge.spec import Fused, bert_spec, is_function_preserving, model_spec
+from txmerge.core.spec import Fused, bert_spec, is_function_preserving, model_spec
 
 KINDS = ("base", "mlm", "cls")
 MASKED_LMS = ("bert", "roberta", "distilbert")  # families with a transform before a tied decoder
@@ -321,7 +321,7 @@ def test_spec_with_wrong_prefix_is_refused():
 
 
 def test_verification_tolerance_grows_with_the_outputs_and_still_catches_a_wrong_permutation():
-    from txmerge.permute import verify_function_preserved
+    from txmerge.core.permute import verify_function_preserved
 
     model = tiny_bert(seed=5)
     inputs = {"input_ids": torch.randint(5, 50, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long)}

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from txmerge.errors import TxmergeError
-from txmerge.verdicts import check_barrier_table, compare, decisions_table, mean_se, shared_seeds
+from txmerge.base.errors import TxmergeError
+from txmerge.experiments.verdicts import check_barrier_table, compare, decisions_table, mean_se, shared_seeds
 
 VANILLA = 1.0  # the reference scale: a minimum effect of 0.1
 
@@ -109,7 +109,7 @@ def test_decisions_table_lists_every_claim():
 def test_combine_every_outcome():
     yes, no_effect = compare([0.7, 0.72, 0.69], [1.0, 1.02, 0.98], 1.0), compare([0.5, 0.6], [0.5, 0.6], 1.0)
     rev, undecided = compare([1.0, 1.02, 0.98], [0.7, 0.72, 0.69], 1.0), compare([0.5, 0.9, 0.4], [0.9, 0.6, 0.8], 1.0)
-    from txmerge.verdicts import combine
+    from txmerge.experiments.verdicts import combine
 
     assert combine([yes, yes]) == "confirmed" and combine([yes, rev]) == "reversed"
     assert combine([no_effect, no_effect]) == "no measurable effect" and combine([yes, undecided]) == "undecided"
@@ -118,7 +118,7 @@ def test_combine_every_outcome():
 
 
 def test_glue_claims_count_only_tasks_whose_fine_tunes_beat_the_prior():
-    from txmerge.verdicts import glue_claims
+    from txmerge.experiments.verdicts import glue_claims
 
     yes = compare([0.7, 0.72, 0.69], [1.0, 1.02, 0.98], 1.0)
     shapes = pd.DataFrame({"task": ["a", "a", "b"], "dips below both endpoints": [True, False, True],

@@ -15,9 +15,12 @@ from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
 from conftest import offline_environment
-from txmerge import finetune, hub, models, pipeline, zoo
-from txmerge.cache import file_sha256
-from txmerge.errors import TxmergeError
+from txmerge.zoo import finetune, tiny as zoo
+from txmerge.base import hub
+from txmerge.core import models
+from txmerge.experiments import pipeline
+from txmerge.base.cache import file_sha256
+from txmerge.base.errors import TxmergeError
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = zoo.TinyRecipe(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, steps=4,
@@ -240,7 +243,8 @@ def test_lookups_never_train(zoo_env, tmp_path, monkeypatch):
 def test_training_points_leave_out_snapshots_the_zoo_does_not_keep(tmp_path, monkeypatch):
     import json
 
-    from txmerge import progress, zoo as zoo_module
+    from txmerge.experiments import along_training as progress
+    from txmerge.zoo import tiny as zoo_module
 
     final = tmp_path / "seed_3"
     final.mkdir()

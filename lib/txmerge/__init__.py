@@ -31,7 +31,7 @@ The public API a user needs to align two checkpoints::
 
 __version__ = "0.1.0"
 
-#: The public API, imported on first use (so ``import txmerge.params`` stays light).
+#: The public API, imported on first use (so ``import txmerge.chapters.params`` stays light).
 _API = {"AlignedPair": "align", "align_pair": "align", "METHODS": "matching", "MergeMethod": "matching",
         "compute_alignment": "matching", "required_nodes": "matching", "load_checkpoint": "models",
         "load_model": "models", "apply_permutations": "permute", "verify_function_preserved": "permute",

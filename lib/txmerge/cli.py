@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import TxmergeError
-from .presets import PRESETS
+from txmerge.base.errors import TxmergeError
+from txmerge.base.presets import PRESETS
 
 COMPONENTS = ("ff", "attn", "residual")
 
@@ -33,7 +33,7 @@ def _components(value: str) -> tuple[str, ...]:
 
 def _method(args: argparse.Namespace):
     """The merge method of the align/merge options, checked before any model is loaded."""
-    from .matching import MergeMethod
+    from txmerge.methods.matching import MergeMethod
 
     if args.max_tokens is not None and args.max_tokens <= 0:
         raise TxmergeError(f"--max-tokens must be a positive number of tokens, got {args.max_tokens}.")
@@ -73,7 +73,8 @@ def _tokenizer(model_ref: str, model, explicit: str | None):
     """The explicit tokenizer, else model A's own (its folder or Hub id), else the zoo's when it fits the vocabulary."""
     from transformers import AutoTokenizer
 
-    from . import models, zoo
+    from txmerge.core import models
+    from txmerge.zoo import tiny as zoo
 
     if explicit:
         return AutoTokenizer.from_pretrained(explicit)
@@ -89,8 +90,8 @@ def _tokenizer(model_ref: str, model, explicit: str | None):
 
 
 def _load_pair(args: argparse.Namespace):
-    from . import models
-    from .features import check_same_architecture
+    from txmerge.core import models
+    from txmerge.core.features import check_same_architecture
 
     model_a, model_b = models.load_checkpoint(args.model_a), models.load_checkpoint(args.model_b)
     check_same_architecture(model_a, model_b)
@@ -102,7 +103,7 @@ def _load_pair(args: argparse.Namespace):
 
 def _seq_len(model) -> int:
     """The sequence length of the command's batches and blocks: 128, or less where the model takes fewer."""
-    from .spec import family_of
+    from txmerge.core.spec import family_of
 
     return min(128, family_of(model).max_tokens(model.config))
 
@@ -111,8 +112,8 @@ def _aligned(args: argparse.Namespace, method, model_a, model_b, tokenizer):
     """B aligned to A by ``method`` (plain B for --components none)."""
     import torch
 
-    from . import data
-    from .align import align_pair, is_plain_average
+    from txmerge import data
+    from txmerge.methods.align import align_pair, is_plain_average
 
     torch.manual_seed(args.seed)
     if is_plain_average(method):
@@ -120,7 +121,7 @@ def _aligned(args: argparse.Namespace, method, model_a, model_b, tokenizer):
     if args.text:
         texts = _read_lines(args.text)
     else:
-        from .spec import family_of
+        from txmerge.core.spec import family_of
 
         if family_of(model_a).name != "bert":
             raise TxmergeError("The presets' correlation texts are for the BERT zoo; pass --text (one passage per line).")
@@ -133,8 +134,9 @@ def _aligned(args: argparse.Namespace, method, model_a, model_b, tokenizer):
 
 def _evaluator(args: argparse.Namespace, model, tokenizer, text: str | None):
     """(loss name, evaluate(model) -> {"loss", ...}) for the model's head on ``text``."""
-    from . import data, models
-    from .evaluate import clm_loss, mlm_loss, task_loss
+    from txmerge import data
+    from txmerge.core import models
+    from txmerge.core.evaluate import clm_loss, mlm_loss, task_loss
 
     kind = models.loss_kind(model)
     if kind is None:
@@ -173,7 +175,7 @@ def _read_task(path: str):
 
 def _write_folder(out: Path, overwrite: bool, write) -> None:
     """Call ``write(tmp)`` on a fresh folder beside ``out`` and move it into place only when it succeeded."""
-    from .cache import atomic_write
+    from txmerge.base.cache import atomic_write
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TxmergeError(f"{out} is not empty; choose another --out or pass --overwrite.")
@@ -203,7 +205,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .interpolate import InterpolationPath
+    from txmerge.core.interpolate import InterpolationPath
 
     if not 0.0 <= args.lam <= 1.0:
         raise TxmergeError(f"--lambda must lie in [0, 1] (1 = model A, 0 = model B), got {args.lam}.")
@@ -232,7 +234,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_curve(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .interpolate import default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
+    from txmerge.core.interpolate import default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
 
     if args.points < 2:
         raise TxmergeError(f"--points must be at least 2 (the two endpoints), got {args.points}.")
@@ -241,7 +243,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     name, evaluate = _evaluator(args, model_a, tokenizer, args.text)
     df = interpolation_curve(model_a, model_b, evaluate, lambdas, progress=not args.quiet)
     b, bl = loss_barrier(df["loss"], lambdas), loss_barrier_linear(df["loss"], lambdas)
-    from .cache import atomic_write
+    from txmerge.base.cache import atomic_write
 
     out = atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
     print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
@@ -252,7 +254,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from . import zoo
+    from txmerge.zoo import tiny as zoo
 
     if args.zoo_cmd == "train":
         overrides = {k: v for k, v in (("steps", args.steps), ("threads", args.threads)) if v is not None}
@@ -268,7 +270,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         tok = zoo.train_tokenizer(zoo.tokenizer_dir())
         print(f"tokenizer with {len(tok)} tokens written to {zoo.tokenizer_dir()}")
     elif args.zoo_cmd == "finetune":
-        from . import finetune
+        from txmerge.zoo import finetune
 
         out = Path(args.out) if args.out else finetune.glue_root(args.preset)
         entry = finetune.finetune_seed(args.task, args.seed, preset=args.preset, out_root=out, device=args.device,
@@ -279,7 +281,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
-    from . import prefetch
+    from txmerge.chapters import prefetch
 
     items = prefetch.preset_items(args.preset)
     if not items:

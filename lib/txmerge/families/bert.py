@@ -1,7 +1,7 @@
 """BERT (``BertModel``, ``BertForMaskedLM``, ``BertForSequenceClassification``, ``BertForPreTraining``):
 post-LayerNorm encoder blocks, an MLM head with a transform and a decoder tied to the word embeddings."""
 
-from txmerge.spec import Family
+from txmerge.core.spec import Family
 
 def linear(name: str, out: object, inp: object) -> dict:
     """``nn.Linear`` ``name``: weight [out, in] rows by ``out``, columns by ``inp``; bias by ``out``."""

@@ -3,7 +3,7 @@ no token types, ``q_lin``/``k_lin``/``v_lin``/``out_lin``, ``ffn.lin1``/``lin2``
 ``vocab_transform`` → ``vocab_layer_norm`` → ``vocab_projector`` (tied) head."""
 
 from txmerge.families.bert import linear, mlm_head, norm
-from txmerge.spec import Family
+from txmerge.core.spec import Family
 
 FAMILY = Family(
     name="distilbert",

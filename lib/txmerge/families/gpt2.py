@@ -3,7 +3,7 @@ blocks and a final ``ln_f``; ``Conv1D`` weights stored transposed ([in, out]); o
 holding Q, K and V; ``lm_head`` tied to ``wte`` with no transform, so the tied decoder needs no
 treatment (only ``correct`` applies)."""
 
-from txmerge.spec import Family
+from txmerge.core.spec import Family
 
 
 def conv1d(name: str, inp: object, out: object) -> dict:

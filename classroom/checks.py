@@ -195,7 +195,7 @@ def _check_correlation(ns: dict[str, Any], rng: np.random.Generator) -> str:
 def _check_ff(ns: dict[str, Any], rng: np.random.Generator) -> str:
     import torch
 
-    from txmerge.methods.matching import match_units
+    from txmerge.methods.matchers.correlation import match_units
     from txmerge.core.permute import apply_permutations, verify_function_preserved
     from txmerge.core.spec import bert_spec
 
@@ -241,7 +241,7 @@ def _check_ff(ns: dict[str, Any], rng: np.random.Generator) -> str:
 
 
 def _check_heads(ns: dict[str, Any], rng: np.random.Generator) -> str:
-    from txmerge.methods.matching import match_heads
+    from txmerge.methods.matchers.correlation import match_heads
 
     fn = _function(ns, "match_heads_two_stage")
     cases = ((2, 3), (3, 4), (4, 2), (4, 5), (6, 3))

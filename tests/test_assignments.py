@@ -147,9 +147,9 @@ MISTAKES = [
         "        for w in (b.intermediate.dense.weight, b.intermediate.dense.bias):\n            w.copy_(w[perm])\n"
         "        b.output.dense.weight.copy_(b.output.dense.weight[:, perm])\n    return model\n", "copy"),
     (3, "def match_heads_two_stage(corr, n_heads):\n    return match_ff_units(corr)\n", "splits heads"),
-    (3, "def match_heads_two_stage(corr, n_heads):\n    from txmerge.methods.matching import match_heads\n"
+    (3, "def match_heads_two_stage(corr, n_heads):\n    from txmerge.methods.matchers.correlation import match_heads\n"
         "    return match_heads(corr, n_heads).perm\n", "uses the library"),
-    (3, "from txmerge.methods.matching import match_heads\n\ndef _helper(corr, h):\n    return match_heads(corr, h).perm\n\n"
+    (3, "from txmerge.methods.matchers.correlation import match_heads\n\ndef _helper(corr, h):\n    return match_heads(corr, h).perm\n\n"
         "def match_heads_two_stage(corr, n_heads):\n    return _helper(corr, n_heads)\n", "uses the library"),
     (4, "def loss_barrier(losses):\n    return float(np.max(losses) - np.min(losses))\n", "expected"),
 ]

@@ -17,7 +17,7 @@ from hub_mirror import REVISION, use_mirror, write_model
 from txmerge import data
 from txmerge.base import hub
 from txmerge.core import models
-from txmerge.chapters import params as tp, prefetch
+from txmerge.chapters import params as tp, start, prefetch
 from txmerge.experiments import pipeline
 from txmerge.zoo import tiny as zoo
 from txmerge.base.errors import TxmergeError
@@ -43,7 +43,7 @@ def one_sentence(exc: pytest.ExceptionInfo) -> str:
 
 def test_offline_with_a_filled_cache_every_paper_chapter_passes_its_check(mirror):
     for chapter in tp.CHAPTERS:
-        tp.require_online_for(tp.chapter_params("paper", chapter))  # no error: everything is cached
+        start.require_online_for(tp.chapter_params("paper", chapter))  # no error: everything is cached
     items = prefetch.preset_items("paper")
     ids = {i.repo_id for i in items}
     assert {f"google/multiberts-seed_{s}" for s in range(1, 6)} <= ids and "google/multiberts-seed_1-step_400k" in ids
@@ -74,11 +74,11 @@ def test_empty_cache_offline_stops_before_any_work_naming_the_item(empty):
     for chapter, first in (("02_ffn_attention", "multiberts-seed_0"), ("06_glue", "multiberts-seed_0"),
                            ("01_models_and_data", "multiberts-seed_0")):
         with pytest.raises(TxmergeError) as exc:
-            tp.require_online_for(tp.chapter_params("paper", chapter))
+            start.require_online_for(tp.chapter_params("paper", chapter))
         msg = one_sentence(exc)
         assert first in msg and "txmerge prefetch --preset paper" in msg and "HF_HUB_OFFLINE" in msg
-    tp.require_online_for(tp.chapter_params("paper", "07_exercises"))  # nothing from the Hub
-    tp.require_online_for(tp.chapter_params("tiny", "02_ffn_attention"))  # no check for an offline preset
+    start.require_online_for(tp.chapter_params("paper", "07_exercises"))  # nothing from the Hub
+    start.require_online_for(tp.chapter_params("tiny", "02_ffn_attention"))  # no check for an offline preset
     for call in (lambda: models.load_model("google/multiberts-seed_1"), lambda: zoo.load_tokenizer(zoo.PAPER_TOKENIZER),
                  lambda: pipeline.MLMExperiment("paper", n_sentences=8), lambda: data.glue_task("rte", "paper"),
                  lambda: data.mlm_eval_text("paper"), lambda: data.correlation_text("paper", n_sentences=10)):
@@ -95,10 +95,10 @@ def test_partial_cache_names_the_first_missing_item(hub_mirror, tmp_path, monkey
     use_mirror(monkeypatch, home)
     glue = tp.validate("06_glue", {"preset": "paper", "tasks": ["rte", "qqp"], "pairs": [[1, 2]]})
     with pytest.raises(TxmergeError, match=r"The GLUE task qqp nyu-mll/glue \(qqp\) is not in the Hugging Face datasets cache"):
-        tp.require_online_for(glue)
+        start.require_online_for(glue)
     mlm = tp.validate("03_attention_heads", {"preset": "paper", "pairs": [[1, 2], [3, 4]]})
     with pytest.raises(TxmergeError, match="google/multiberts-seed_4 is not in the Hugging Face cache"):
-        tp.require_online_for(mlm)
+        start.require_online_for(mlm)
 
 
 def test_half_downloaded_model_is_refused(hub_mirror, tmp_path, monkeypatch, env):
@@ -113,7 +113,7 @@ def test_half_downloaded_model_is_refused(hub_mirror, tmp_path, monkeypatch, env
     assert "google/multiberts-seed_3 is only partly downloaded" in one_sentence(exc)
     params = tp.validate("04_residual", {"preset": "paper", "pairs": [[0, 3]]})
     with pytest.raises(TxmergeError, match="only partly downloaded"):
-        tp.require_online_for(params)
+        start.require_online_for(params)
 
 
 def test_half_prepared_dataset_is_refused(hub_mirror, tmp_path, monkeypatch, env):
@@ -221,4 +221,4 @@ def test_unreachable_hub_switches_the_libraries_to_offline_mode(mirror, monkeypa
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
     assert hub.is_offline() and hf_constants.HF_HUB_OFFLINE
-    tp.require_online_for(tp.chapter_params("paper", "05_data_amount"))
+    start.require_online_for(tp.chapter_params("paper", "05_data_amount"))

@@ -9,8 +9,7 @@ import torch
 from conftest import FAMILIES, tiny_bert, tiny_config, tiny_model, token_batches
 from txmerge.base.errors import TxmergeError
 from txmerge.core.features import all_nodes, collect_pair_moments, residual_nodes
-from txmerge.methods.matching import (
-    METHODS,
+from txmerge.methods.matchers.correlation import (
     MergeMethod,
     compute_alignment,
     match_heads,
@@ -21,6 +20,8 @@ from txmerge.methods.matching import (
 )
 from txmerge.core.permute import apply_permutations, invert_permutations, random_permutations, verify_function_preserved
 from txmerge.core.spec import bert_spec
+from txmerge.methods.method import NAMED_METHODS as METHODS, method_named
+from txmerge.methods.registry import matcher_named, matchers
 
 
 def _shuffled_identity(perm: np.ndarray, noise: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -193,16 +194,19 @@ def test_alignment_accepts_covariances(planted):
 
 # --------------------------------------------------------------------------------- methods
 def test_methods_and_required_nodes():
-    assert set(METHODS) == {"vanilla", "ff", "attn", "ff+attn", "res", "all"}
+    assert {"vanilla", "ff", "attn", "ff+attn", "first", "last", "all", "separate", "full"} <= set(METHODS)
     assert required_nodes(METHODS["vanilla"], tiny_config(layers=2)) == []
     assert required_nodes(METHODS["ff"], tiny_config(layers=2)) == ["ff.0", "ff.1"]
-    assert required_nodes(METHODS["res"], tiny_config(layers=2)) == ["res.emb"]
-    assert required_nodes(MergeMethod.named("res", residual="last"), tiny_config(layers=3)) == ["res.2.ff"]
-    assert len(required_nodes(MergeMethod.named("res", residual="all"), tiny_config(layers=3))) == 7
+    assert required_nodes(METHODS["first"], tiny_config(layers=2)) == ["res.emb"]
+    assert required_nodes(METHODS["last"], tiny_config(layers=3)) == ["res.2.ff"]
+    assert len(required_nodes(METHODS["all"], tiny_config(layers=3))) == 7
     assert set(required_nodes(MergeMethod(attn=True, separate_qk=True), tiny_config(layers=1))) == {"attn.0", "qk.0"}
-    full = required_nodes(METHODS["all"], tiny_config(layers=2))
+    full = required_nodes(METHODS["full"], tiny_config(layers=2))
     assert set(full) <= set(all_nodes(2)) and "res.emb" in full and "attn.1" in full
-    assert MergeMethod.named("all").to_dict()["residual"] == "first"
+    # one table, one meaning: "all" is the residual strategy of Table 2, "full" the paper's whole method
+    assert METHODS["all"].residual == "all" and not METHODS["all"].ff
+    assert METHODS["full"] == MergeMethod(ff=True, attn=True, residual="first")
+    assert all(m.matcher in matchers() for m in METHODS.values())
 
 
 @pytest.mark.parametrize("kw", [dict(residual="middle"), dict(heads="greedy"), dict(tied_decoder="fixed")])
@@ -218,7 +222,15 @@ def test_bad_method_combinations_are_refused():
         MergeMethod(attn=True, heads="ignore", separate_qk=True)
     with pytest.raises(TxmergeError, match="True or False"):
         MergeMethod(ff="yes")
-    with pytest.raises(TxmergeError, match="not known"):
-        MergeMethod.named("zipit")
-    with pytest.raises(TxmergeError, match="field"):
-        MergeMethod.named("ff", colour="red")
+    with pytest.raises(TxmergeError, match="choose one of .*vanilla"):
+        method_named("zipit")
+
+
+def test_unknown_matcher_lists_the_registered_ones(planted):
+    model, copy, _, _ = planted
+    with pytest.raises(TxmergeError, match="registered matchers are correlation"):
+        matcher_named("zipit")
+    from txmerge.methods.align import align_pair
+
+    with pytest.raises(TxmergeError, match="Unknown matcher 'zipit'"):
+        align_pair(model, copy, MergeMethod(ff=True, matcher="zipit"), None)

@@ -10,7 +10,7 @@ import jupytext
 import pytest
 from pydantic import Field
 
-from txmerge.chapters import params as tp
+from txmerge.chapters import params as tp, start
 from txmerge.base.errors import TxmergeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,8 +201,8 @@ def test_require_online_only_for_paper(demo, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tp.require_online_for(tp.chapter_params("tiny", "demo"))  # no check for an offline preset
-    tp.require_online_for(tp.chapter_params("paper", "demo"))  # a chapter that takes nothing from the Hub
+    start.require_online_for(tp.chapter_params("tiny", "demo"))  # no check for an offline preset
+    start.require_online_for(tp.chapter_params("paper", "demo"))  # a chapter that takes nothing from the Hub
     with pytest.raises(TxmergeError) as exc:
-        tp.require_online_for(tp.chapter_params("paper", "02_ffn_attention"))
+        start.require_online_for(tp.chapter_params("paper", "02_ffn_attention"))
     assert "not in the Hugging Face cache" in str(exc.value) and "txmerge prefetch --preset paper" in str(exc.value)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from txmerge.methods.matching import matched_correlation
+from txmerge.methods.matchers.correlation import matched_correlation
 from txmerge.experiments import pipeline, along_training as progress
 from txmerge.base.errors import TxmergeError
 from txmerge.core.evaluate import mlm_loss, task_loss
@@ -90,7 +90,7 @@ def test_separate_is_flagged_not_function_preserving(env):
     assert not row["function_preserving"]
     # the outputs change exactly when the per-node residual permutations disagree (on these barely
     # trained micro models every residual node is dominated by the embeddings, so they often agree)
-    al = exp.alignment((1, 2), pipeline.BOOK_METHODS["separate"])
+    al = exp.alignment((1, 2), pipeline.NAMED_METHODS["separate"])
     res_perms = [p for g, p in al.perms.items() if g.startswith("res.")]
     assert len(res_perms) == 5
     all_equal = all(torch.equal(p, res_perms[0]) for p in res_perms)
@@ -157,7 +157,7 @@ def test_second_run_hits_the_cache(fresh_cache, monkeypatch):
 
 def test_curves_are_shared_across_names(fresh_cache):
     exp = pipeline.MLMExperiment("smoke", **MLM_KW)
-    assert pipeline.BOOK_METHODS["vanilla"] == pipeline.BOOK_METHODS["identity"]
+    assert pipeline.NAMED_METHODS["vanilla"] == pipeline.NAMED_METHODS["identity"]
     res = exp.run([[1, 2]], ["vanilla", "identity"])
     van, ident = res.results
     assert (van.name, ident.name) == ("vanilla", "identity")

@@ -136,5 +136,5 @@ def test_chapter_follows_the_template(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     tags = [c.metadata.get("tags", []) for c in code]
     assert "parameters" in tags[0], "the first code cell is the parameters cell"
-    assert f'validate_namespace("{path.stem}", globals())' in code[1].source, "validate right after parameters"
+    assert f'start("{path.stem}", globals())' in code[1].source, "start (validate, check, plan) right after parameters"
     assert "provenance(" in code[-1].source, "end with the provenance cell"

@@ -1,28 +1,22 @@
 """txmerge: align and merge transformer models trained from different seeds (Verma & Elbayad, TMLR 2024).
 
-The modules, in the order one experiment flows through them:
+The layers, bottom to top; a module imports only from its own layer or those below
+(``../shared/tools/import_graph.py lib/txmerge`` finds no cycle):
 
-| module | its one job |
-|---|---|
-| ``presets`` | the preset names (tiny, smoke, paper) |
-| ``params`` | each chapter's parameters: schemas, presets, validation in one sentence |
-| ``corpora`` / ``tasks`` / ``data`` | texts (pretraining, correlation, held-out) / GLUE tasks and analogues / both, and the data page |
-| ``fetch`` / ``hub`` / ``prefetch`` | pinned PyPI archives / the paper preset's Hub items in the Hugging Face caches, offline runs / what each chapter takes from the Hub, ``txmerge prefetch`` |
-| ``models`` | loading checkpoints (their own class, or for a use) and which loss their head supports |
-| ``families`` | one declarative table per model family: BERT, RoBERTa, DistilBERT, GPT-2 |
-| ``spec`` | a family's table resolved for one model and one method: the permutation spec, the one function-preservation rule |
-| ``features`` | hooks at the spec's nodes, streaming float64 statistics of a model pair |
-| ``precision`` | bf16 autocast of the forward passes on CUDA; statistics and losses in full precision |
-| ``matching`` | correlations → permutations, group by group (units, heads, Q/K, residual strategies); merge methods |
-| ``permute`` | applying, inverting, random (planted) permutations; verifying that B's function is kept |
-| ``align`` | one pair and one method: statistics → alignment → permuted B → verification |
-| ``interpolate`` / ``evaluate`` | the λ path and its barriers / MLM, next-token and task losses, baselines |
-| ``pipeline`` | the chapters' experiments: cached chains of the above over pairs and methods |
-| ``plan`` | what a paper chapter will run and a time estimate for the device, printed before any work |
-| ``paper`` / ``plots`` / ``provenance`` | claims and their verdicts / figures / where a chapter's numbers came from |
-| ``zoo`` / ``finetune`` | regenerating the tiny zoo: MLM pretraining recipe / GLUE fine-tunes |
-| ``cache`` | locations, the result cache keyed by inputs and code, atomic writes |
-| ``cli`` | ``txmerge align | merge | curve | prefetch | zoo`` |
+| layer | modules | its job |
+|---|---|---|
+| ``base`` | ``errors``, ``presets``, ``cache`` + ``codehash``, ``hub``, ``precision`` | one-sentence errors, preset names, locations, the result cache keyed by inputs and the code they import, the Hugging Face caches, devices and autocast |
+| ``families`` | ``base`` + one table per family | BERT, RoBERTa, DistilBERT, GPT-2 as data, discovered |
+| ``core`` | ``spec``, ``stats``, ``features``, ``permute``, ``interpolate``, ``evaluate``, ``models`` | the permutation spec of a model, pair statistics and the hooks that collect them, applying and verifying maps, the λ path, losses, loading checkpoints |
+| ``data`` | ``corpora``, ``tasks``, ``blocks``, ``batching``, ``fetch``, ``summary`` | texts, task analogues, evaluation blocks, tokenised batches, pinned archives |
+| ``methods`` | ``method``, ``registry``, ``matchers/*``, ``align`` | what to align and the named methods, the registered matchers (one file each), ``align_pair`` |
+| ``zoo`` | ``tiny``, ``finetune``, ``multiberts`` | the committed tiny-BERT zoo, its GLUE fine-tunes, the paper's MultiBERTs ids |
+| ``experiments`` | ``pipeline``, ``along_training``, ``claims``, ``verdicts``, ``paper`` | cached experiments over seed pairs, the paper's numbers, claims and the verdict rule |
+| ``chapters`` | ``start``, ``params``, ``schemas``, ``plan``, ``prefetch``, ``provenance``, ``plots`` | what the notebooks call |
+| face | ``cli``, ``__main__`` | ``txmerge align | merge | curve | prefetch | zoo`` |
+
+``txmerge.matching``, ``spec``, ``features`` and ``permute`` (the old flat names) still import, as
+aliases of their new modules, for this release.
 
 The public API a user needs to align two checkpoints::
 
@@ -32,10 +26,11 @@ The public API a user needs to align two checkpoints::
 __version__ = "0.1.0"
 
 #: The public API, imported on first use (so ``import txmerge.chapters.params`` stays light).
-_API = {"AlignedPair": "align", "align_pair": "align", "METHODS": "matching", "MergeMethod": "matching",
-        "compute_alignment": "matching", "required_nodes": "matching", "load_checkpoint": "models",
-        "load_model": "models", "apply_permutations": "permute", "verify_function_preserved": "permute",
-        "model_spec": "spec"}
+_API = {"AlignedPair": "methods.align", "align_pair": "methods.align", "NAMED_METHODS": "methods.method",
+        "MergeMethod": "methods.method", "method_named": "methods.method", "matchers": "methods.registry",
+        "compute_alignment": "methods.matchers.correlation", "required_nodes": "methods.method",
+        "load_checkpoint": "core.models", "load_model": "core.models", "apply_permutations": "core.permute",
+        "verify_function_preserved": "core.permute", "model_spec": "core.spec"}
 __all__ = sorted(_API)
 
 

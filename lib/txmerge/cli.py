@@ -16,8 +16,9 @@ from pathlib import Path
 
 from txmerge.base.errors import TxmergeError
 from txmerge.base.presets import PRESETS
-
-COMPONENTS = ("ff", "attn", "residual")
+from txmerge.core.spec import COMPONENTS, RESIDUAL_MODES, TIED_DECODER_MODES
+from txmerge.methods.method import HEAD_MODES, RESIDUAL_STRATEGIES
+from txmerge.methods.registry import matchers
 
 
 def _components(value: str) -> tuple[str, ...]:
@@ -33,7 +34,7 @@ def _components(value: str) -> tuple[str, ...]:
 
 def _method(args: argparse.Namespace):
     """The merge method of the align/merge options, checked before any model is loaded."""
-    from txmerge.methods.matching import MergeMethod
+    from txmerge.methods.method import MergeMethod
 
     if args.max_tokens is not None and args.max_tokens <= 0:
         raise TxmergeError(f"--max-tokens must be a positive number of tokens, got {args.max_tokens}.")
@@ -42,9 +43,10 @@ def _method(args: argparse.Namespace):
         raise TxmergeError(f"--residual {args.residual} needs the 'residual' component; add it to --components or drop --residual.")
     residual = (args.residual or "first") if "residual" in comps else "identity"
     if "residual" in comps and residual == "identity":
-        raise TxmergeError("The 'residual' component needs a strategy; pass --residual first|last|all|separate.")
+        raise TxmergeError(f"The 'residual' component needs a strategy; pass --residual {'|'.join(RESIDUAL_MODES)}.")
     return MergeMethod(ff="ff" in comps, attn="attn" in comps, residual=residual, heads=args.heads,
-                       separate_qk=args.separate_qk, absolute=args.absolute, tied_decoder=args.tied_decoder)
+                       separate_qk=args.separate_qk, absolute=args.absolute, tied_decoder=args.tied_decoder,
+                       matcher=args.matcher)
 
 
 def _read_lines(path: str) -> list[str]:
@@ -303,12 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--quiet", action="store_true")
 
     def align_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--components", default="ff,attn,residual",
-                       help="comma-separated subset of ff,attn,residual, or none (default: the paper's full method)")
-        q.add_argument("--heads", default="permute", choices=("permute", "monotonic", "ignore"))
-        q.add_argument("--residual", default=None, choices=("identity", "first", "last", "all", "separate"),
+        q.add_argument("--components", default=",".join(COMPONENTS),
+                       help=f"comma-separated subset of {','.join(COMPONENTS)}, or none (default: the paper's full method)")
+        registered = matchers()
+        q.add_argument("--matcher", default="correlation", choices=tuple(registered),
+                       help="how the maps are found: " + "; ".join(f"{n}: {m.description}" for n, m in registered.items()))
+        q.add_argument("--heads", default=HEAD_MODES[0], choices=HEAD_MODES)
+        q.add_argument("--residual", default=None, choices=RESIDUAL_STRATEGIES,
                        help="residual strategy (default: first when the residual component is on)")
-        q.add_argument("--tied-decoder", default="correct", choices=("correct", "untied", "official"),
+        q.add_argument("--tied-decoder", default=TIED_DECODER_MODES[0], choices=TIED_DECODER_MODES,
                        help="masked LMs: align the LM head (correct), the minimal fix (untied), or the released code (official)")
         q.add_argument("--separate-qk", action="store_true", help="own Q/K permutation sharing the head mapping")
         q.add_argument("--absolute", action="store_true", help="match on |correlation| (the paper uses signed)")

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from txmerge.base.codehash import code_version, current_code_version  # noqa: F401  (code_version: part of this API)
+
 T = TypeVar("T")
 
 #: The repository this package is installed from (editable install): the default home of the zoo and the presets.
@@ -91,42 +93,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def code_version(modules: Iterable[str]) -> str:
-    """sha256 (16 hex) of the source of the named library modules (``"features"``, or a package such as
-    ``"families"``: every file in it): a cache key part that changes exactly when that code changes."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        target = root / name.replace(".", "/")
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
-        if not files or not all(f.exists() for f in files):
-            raise ValueError(f"code_version: no library module named {name!r}")
-        for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def cached(name: str, key: dict[str, Any], compute: Callable[[], T], *, enabled: bool = True,
-           code: Iterable[str] = ()) -> T:
+           code: Iterable[str] | None = None) -> T:
     """Return ``compute()``, cached on disk under ``results_dir()/name/<hash of key>.pkl``.
 
-    ``key`` must describe every input that changes the result (checkpoint hashes, parameters);
-    ``code`` names the library modules the result depends on (their source is hashed into the key,
-    so a fix there recomputes it, and a change elsewhere does not). The value must be picklable.
+    ``key`` must describe every input that changes the result (checkpoint hashes, parameters). The
+    code is part of the key too: the source of every txmerge module that ``code`` (dotted module names;
+    default: the module defining ``compute``, when it is one of txmerge's) imports, transitively, found from the imports themselves
+    (:mod:`txmerge.base.codehash`). The value must be picklable.
+
+    Concurrent processes asking for one entry compute it once: the first holds a file lock while it
+    computes, the others wait and then read its entry. An interrupted computation leaves no entry.
     """
+    from filelock import FileLock
+
     from txmerge import __version__
 
     if not enabled:
         return compute()
-    full_key = {"name": name, "txmerge": __version__, "code": code_version(code) if code else None, **key}
+    roots = tuple(r for r in (code if code is not None else (compute.__module__,)) if r.split(".")[0] == "txmerge")
+    full_key = {"name": name, "txmerge": __version__, "code": current_code_version(roots) if roots else None, **key}
     path = results_dir() / name / f"{stable_hash(full_key)}.pkl"
-    if path.exists():
-        try:
-            with open(path, "rb") as fh:
-                return pickle.load(fh)
-        except Exception:  # a corrupt entry is recomputed, never trusted
-            path.unlink(missing_ok=True)
-    value = compute()
-    atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-    (path.with_suffix(".json")).write_text(json.dumps(full_key, sort_keys=True, default=str, indent=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock"))):
+        if path.exists():
+            try:
+                with open(path, "rb") as fh:
+                    return pickle.load(fh)
+            except Exception:  # a corrupt entry is recomputed, never trusted
+                path.unlink(missing_ok=True)
+        value = compute()
+        atomic_write_bytes(path.with_suffix(".json"), json.dumps(full_key, sort_keys=True, default=str, indent=1).encode())
+        atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     return value

@@ -1,5 +1,5 @@
 """Mixed precision of the forward passes: bf16 autocast on CUDA (as the official code runs its models),
-float64 statistics and float32 losses whatever the forward pass ran in.
+float64 statistics and float32 losses whatever the forward pass ran in; and which device ``auto`` means.
 
 :func:`forward_autocast` is the one switch: ``enabled=None`` (the default everywhere) turns bf16
 autocast on for CUDA devices only, so CPU results are bit-for-bit those of float32; ``enabled=True``
@@ -14,6 +14,22 @@ import contextlib
 import os
 
 import torch
+
+from txmerge.base.errors import TxmergeError
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available, else ``mps`` if available, else ``cpu``; an unavailable
+    ``cuda`` is refused in one sentence."""
+    if device != "auto":
+        if device == "cuda" and not torch.cuda.is_available():
+            raise TxmergeError("device=cuda was asked for but torch sees no CUDA GPU; use device=auto or cpu.")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 def autocast_enabled(device: torch.device | str, enabled: bool | None = None) -> bool:

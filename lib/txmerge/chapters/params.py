@@ -14,12 +14,13 @@ Presets live in ``params/<preset>.yaml`` (``tiny`` is the default, ``smoke`` is 
 ``make book`` runs ``python -m txmerge.chapters.params --preset P --write-dir executed/.params`` first: it
 validates every chapter of the preset (an unknown preset, parameter or value stops the build
 before any work) and writes one YAML per chapter for ``papermill -f``.  Inside a chapter, right after
-the ``parameters`` cell (and papermill's injected cell), a validation cell runs::
+the ``parameters`` cell (and papermill's injected cell), the start cell runs::
 
-    from txmerge.chapters.params import validate_namespace
-    P = validate_namespace("02_ffn_attention", globals())
+    from txmerge.chapters.start import start
+    P, DEVICE = start("02_ffn_attention", globals())
 
-so a reader's ``papermill -p name value`` is checked against the same schema.
+which validates the notebook's values with :func:`validate_namespace` (so a reader's ``papermill -p name
+value`` is checked against the same schema), then the rest of the start-up (:mod:`txmerge.chapters.start`).
 
 The schemas are in :mod:`txmerge.chapters.schemas`; adding a chapter schema: see CONTRIBUTING.md.
 """
@@ -225,43 +226,6 @@ def validate_namespace(chapter: str, namespace: dict[str, Any]) -> CommonParams:
         where="the notebook's parameters",
         fix="rerun with e.g. papermill -p {name} <value> or fix the parameters cell",
     )
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` if available, else ``mps`` if available, else ``cpu``."""
-    import torch
-
-    if device != "auto":
-        if device == "cuda" and not torch.cuda.is_available():
-            raise TxmergeError("device=cuda was asked for but torch sees no CUDA GPU; use device=auto or cpu.")
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def setup_torch(params: CommonParams) -> str:
-    """Apply ``threads`` and ``seed`` to torch and return the device string (see ``resolve_device``)."""
-    import torch
-
-    if params.threads:
-        torch.set_num_threads(params.threads)
-    torch.manual_seed(params.seed)
-    return resolve_device(params.device)
-
-
-def require_online_for(params: CommonParams) -> None:
-    """Call at the top of a chapter: before any work, the ``paper`` preset needs the Hub or, offline
-    (HF_HUB_OFFLINE=1), every model and dataset of the chapter in the Hugging Face caches (``txmerge prefetch``);
-    then it prints the chapter's plan (models, tokens, curves, time estimate: :mod:`txmerge.chapters.plan`)."""
-    if params.preset == "paper":
-        from txmerge.chapters.plan import show_plan
-        from txmerge.chapters.prefetch import require_for
-
-        require_for(params)
-        show_plan(params)
 
 
 # --------------------------------------------------------------------------------------------

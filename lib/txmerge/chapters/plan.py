@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from txmerge.chapters import params as tp, schemas as sc
+from txmerge.base.precision import resolve_device
+from txmerge.chapters import schemas as sc
 from txmerge.data.tasks import GLUE_TASKS
 
 BOOK_TOKENS_PER_LINE = 16  # 100k BookCorpus lines ≈ 1.6M tokens with [CLS]/[SEP]
@@ -107,7 +108,7 @@ def _stem(params: sc.CommonParams) -> str:
 
 def show_plan(params: sc.CommonParams, device: str | None = None) -> dict[str, Any] | None:
     """Print :func:`chapter_plan` for the paper preset (nothing for the others); returns it."""
-    device = device or tp.resolve_device(params.device)
+    device = device or resolve_device(params.device)
     plan = chapter_plan(params, device, params.threads or None)
     if plan is None:
         return None

@@ -130,10 +130,6 @@ class PermutationSpec:
             out.update(_entry_groups(entry))
         return out
 
-    def keys_of(self, group: str) -> list[str]:
-        """State-dict keys that ``group`` acts on (in spec order)."""
-        return [k for k in self.axes if group in self.groups_of(k)]
-
     def nodes(self) -> list[str]:
         """Every feature node some group is matched on, in spec order."""
         return list(dict.fromkeys(n for g in self.groups.values() for n in g.nodes))

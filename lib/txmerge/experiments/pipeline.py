@@ -14,7 +14,6 @@ One experiment = a preset's models, a correlation text and an evaluation. For a 
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,49 +33,10 @@ from txmerge.core.evaluate import label_prior_baseline, mlm_loss, task_loss
 from txmerge.core.features import all_nodes, collect_pair_moments
 from txmerge.core.interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
 from txmerge.experiments.verdicts import mean_se
-from txmerge.methods.matching import Alignment, MergeMethod, compute_alignment, matched_correlation
+from txmerge.methods.matchers.correlation import compute_alignment, matched_correlation
+from txmerge.methods.method import NAMED_METHODS, Alignment, MergeMethod, method_named  # noqa: F401  (re-exported for the chapters)
 
 Pair = tuple[int, int]
-#: The library code each cached result depends on (cache.code_version): a change there recomputes it.
-STATISTICS_CODE = ("core.features", "core.spec", "families", "core.models", "data", "zoo.tiny")
-CURVE_CODE = STATISTICS_CODE + ("methods.matching", "core.permute", "methods.align", "core.interpolate", "core.evaluate")
-
-#: Named merge methods used across the chapters (names are what tables and plots show).
-BOOK_METHODS: dict[str, MergeMethod] = {
-    "vanilla": MergeMethod(),
-    "ff": MergeMethod(ff=True),
-    "attn": MergeMethod(attn=True),
-    "ff+attn": MergeMethod(ff=True, attn=True),
-    "monotonic": MergeMethod(ff=True, attn=True, heads="monotonic"),
-    "ignore": MergeMethod(ff=True, attn=True, heads="ignore"),
-    "permute": MergeMethod(ff=True, attn=True, heads="permute"),
-    "permute+qk": MergeMethod(ff=True, attn=True, heads="permute", separate_qk=True),
-    "identity": MergeMethod(residual="identity"),
-    "first": MergeMethod(residual="first"),
-    "last": MergeMethod(residual="last"),
-    "all": MergeMethod(residual="all"),
-    "separate": MergeMethod(residual="separate"),
-    "first (official)": MergeMethod(residual="first", tied_decoder="official"),
-    "last (official)": MergeMethod(residual="last", tied_decoder="official"),
-    "all (official)": MergeMethod(residual="all", tied_decoder="official"),
-    "first (untied)": MergeMethod(residual="first", tied_decoder="untied"),
-    "last (untied)": MergeMethod(residual="last", tied_decoder="untied"),
-    "all (untied)": MergeMethod(residual="all", tied_decoder="untied"),
-    "full": MergeMethod(ff=True, attn=True, residual="first"),
-}
-
-
-def method_named(name: str) -> MergeMethod:
-    """A method of :data:`BOOK_METHODS` by name, with a clear error listing the names."""
-    if name not in BOOK_METHODS:
-        raise TxmergeError(f"Unknown merge method {name!r}; choose one of {', '.join(BOOK_METHODS)}.")
-    return BOOK_METHODS[name]
-
-
-def all_pairs(seeds: Sequence[int]) -> list[Pair]:
-    """Every unordered pair (a, b), a < b, in the paper's order of seeds."""
-    return [(a, b) for a, b in itertools.combinations(sorted(seeds), 2)]
-
 
 def check_pairs(pairs: Iterable[Sequence[int]]) -> list[Pair]:
     """Validate pairs of distinct seeds; returns them as (lower, higher) tuples."""
@@ -235,7 +195,7 @@ class Experiment:
                 tokens = int(next(iter(moments.values())).n)
                 return {"covariances": {k: m.covariance() for k, m in moments.items()}, "tokens": tokens}
 
-            self._stats[mem] = cached(f"{self.kind}-statistics", key, compute, enabled=self.use_cache, code=STATISTICS_CODE)
+            self._stats[mem] = cached(f"{self.kind}-statistics", key, compute, enabled=self.use_cache)
         return self._stats[mem]
 
     def alignment(self, pair: Pair, method: MergeMethod, n_sentences: int | None = None) -> Alignment:
@@ -249,7 +209,7 @@ class Experiment:
         return matched_correlation(self.alignment(pair, method, n_sentences), self.statistics(pair, heldout=True)["covariances"])
 
     def curve(self, pair: Pair, name: str, method: MergeMethod | None = None, n_sentences: int | None = None) -> CurveResult:
-        """Interpolation path of ``pair`` under ``method`` (default: BOOK_METHODS[name]); cached."""
+        """Interpolation path of ``pair`` under ``method`` (default: NAMED_METHODS[name]); cached."""
         method = method or method_named(name)
         n = self._n(n_sentences)
         key = {"a": self.model_key(pair[0]), "b": self.model_key(pair[1]), "method": method.to_dict(),
@@ -272,7 +232,7 @@ class Experiment:
                                loss_barrier_linear(loss, self.lambdas), float(diff), preserving, matched, ident,
                                time.time() - t0)
 
-        result = cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache, code=CURVE_CODE)
+        result = cached(f"{self.kind}-curve", key, compute, enabled=self.use_cache)
         return result if result.name == name else replace(result, name=name)  # one curve, several names
 
     def eval_settings(self) -> dict[str, Any]:

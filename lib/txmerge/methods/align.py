@@ -14,7 +14,8 @@ import torch
 
 from txmerge.base.errors import TxmergeError
 from txmerge.core.features import PairCovariance, PairMoments, collect_pair_moments
-from txmerge.methods.matching import Alignment, MergeMethod, compute_alignment, required_nodes
+from txmerge.methods.method import Alignment, MergeMethod, is_plain_average
+from txmerge.methods.registry import matcher_named
 from txmerge.core.permute import VerificationResult, apply_permutations, verify_function_preserved
 
 
@@ -40,18 +41,13 @@ class AlignedPair:
     def report(self) -> dict[str, Any]:
         """A JSON-ready summary (method, verification, matched correlations, tokens, seconds)."""
         al = self.alignment
-        return {"method": self.method.to_dict(), "tokens": self.tokens, "function_preserving": self.function_preserving,
+        return {"method": self.method.to_dict(), "matcher": self.method.matcher, "tokens": self.tokens, "function_preserving": self.function_preserving,
                 "breaks": list(al.spec.breaks) if al else [],
                 "verification": {"max_abs_diff": self.verification.max_abs_diff, "ok": self.verification.ok,
                                  "atol": self.verification.atol, "tolerance": self.verification.tolerance,
                                  "output": self.verification.output},
                 "matched_corr": al.matched_corr if al else {}, "identity_corr": al.identity_corr if al else {},
                 "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
-
-
-def is_plain_average(method: MergeMethod) -> bool:
-    """True when ``method`` aligns nothing (plain weight averaging)."""
-    return not (method.ff or method.attn or method.residual != "identity")
 
 
 def align_pair(
@@ -68,28 +64,31 @@ def align_pair(
 ) -> AlignedPair:
     """Align ``model_b`` to ``model_a`` with ``method``.
 
-    Statistics come from ``statistics`` (any superset of the nodes the method needs) or are collected
-    over ``batches`` (only the needed nodes). Plain averaging (no component) needs neither and returns
-    B itself. A function-preserving method whose permuted B computes anything else than B (beyond
-    ``atol`` on ``verify_inputs``) raises: the spec does not fit the model, and no merge is reported.
+    The maps come from the registered matcher ``method.matcher``. A matcher that reads statistics gets
+    ``statistics`` (any superset of the nodes it needs) or collects them over ``batches`` (only the
+    needed nodes); one that reads only the weights needs neither. Plain averaging (no component)
+    returns B itself. Whatever the matcher, an alignment that claims to keep B's function but whose
+    mapped B computes anything else than B (beyond the tolerance on ``verify_inputs``) raises, and no
+    merge is reported.
     """
     t0 = time.time()
+    matcher = matcher_named(method.matcher)
     if is_plain_average(method):  # nothing to align or verify: weight averaging
         check = VerificationResult(0.0, True, atol, "none (B is not permuted)", atol)
         return AlignedPair(method, None, model_b, check, 0, {"statistics": 0.0, "total": time.time() - t0})
     collected = None
-    if statistics is None:
+    if matcher.needs_statistics and statistics is None:
         if batches is None:
-            raise TxmergeError("align_pair needs the feature statistics or the batches to compute them from.")
-        collected = collect_pair_moments(model_a, model_b, batches, nodes=required_nodes(method, model_b),
+            raise TxmergeError(f"the {matcher.name} matcher needs the feature statistics or the batches to compute them from.")
+        collected = collect_pair_moments(model_a, model_b, batches, nodes=matcher.nodes(method, model_b),
                                          drop_special_tokens=drop_special_tokens, progress=progress)
         statistics = collected
     t_stats = time.time() - t0
-    alignment = compute_alignment(statistics, model_b, method)
+    alignment = matcher.match(method, model_a, model_b, statistics if matcher.needs_statistics else None)
     permuted = apply_permutations(model_b, alignment.perms, alignment.spec)
     check = verify_function_preserved(model_b, permuted, verify_inputs, atol=atol, perms=alignment.perms, spec=alignment.spec)
     if alignment.function_preserving and not check.ok:
-        raise TxmergeError(f"Permuting model B changed its outputs by {check.max_abs_diff:.2e} (> {check.tolerance:.1e}); the permutation "
-                           "spec does not fit this architecture, so no merge is reported.")
+        raise TxmergeError(f"Mapping model B by the {matcher.name} matcher changed its outputs by {check.max_abs_diff:.2e} "
+                           f"(> {check.tolerance:.1e}); the alignment does not keep B's function, so no merge is reported.")
     tokens = int(next(iter(statistics.values())).n) if collected else 0
     return AlignedPair(method, alignment, permuted, check, tokens, {"statistics": t_stats, "total": time.time() - t0}, collected)

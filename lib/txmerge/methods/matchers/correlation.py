@@ -1,4 +1,5 @@
-"""Correlation matching: linear assignment, two-stage head matching, residual strategies, methods.
+"""The paper's matcher: correlations of activations → permutations (linear assignment, two-stage head
+matching, the residual strategies), group by group of the method's spec.
 
 Every matcher returns a permutation ``perm`` (LongTensor) in the CONTRIBUTING.md convention: rows of
 the correlation are A's units, columns B's, and A's unit ``i`` is matched to B's unit ``perm[i]``
@@ -7,7 +8,7 @@ the correlation are A's units, columns B's, and A's unit ``i`` is matched to B's
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 import numpy as np
@@ -16,12 +17,10 @@ from scipy.optimize import linear_sum_assignment
 
 from txmerge.base.errors import TxmergeError
 from txmerge.core.features import PairCovariance, PairMoments, average_moments
-from txmerge.core.spec import RESIDUAL_MODES, TIED_DECODER_MODES, PermGroup, PermutationSpec, model_spec, residual_strategy_nodes
+from txmerge.core.spec import PermGroup, PermutationSpec, residual_strategy_nodes
+from txmerge.methods.method import HEAD_MODES, RESIDUAL_STRATEGIES, Alignment, MergeMethod, required_nodes  # noqa: F401
 
 Stats = PairMoments | PairCovariance
-RESIDUAL_STRATEGIES = ("identity",) + RESIDUAL_MODES
-HEAD_MODES = ("permute", "monotonic", "ignore")
-TIED_DECODER = TIED_DECODER_MODES
 
 
 # ------------------------------------------------------------------------------- primitives
@@ -156,93 +155,6 @@ def match_group(group: PermGroup, moments: Mapping[str, Stats], absolute: bool =
     return match_units(used), signed, None
 
 
-# --------------------------------------------------------------------------------- methods
-@dataclass(frozen=True)
-class MergeMethod:
-    """What to align: ``ff`` (FF units), ``attn`` (attention, head handling ``heads``), ``residual``
-    strategy, ``separate_qk`` (own Q/K perm sharing the head mapping), ``absolute`` (match on |corr|;
-    the paper's runs use signed), ``tied_decoder`` (MLM decoder handling, see txmerge.core.spec)."""
-
-    ff: bool = False
-    attn: bool = False
-    residual: str = "identity"
-    heads: str = "permute"
-    separate_qk: bool = False
-    absolute: bool = False
-    tied_decoder: str = "correct"
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("residual", self.residual, RESIDUAL_STRATEGIES), ("heads", self.heads, HEAD_MODES), ("tied_decoder", self.tied_decoder, TIED_DECODER)):
-            if value not in allowed:
-                raise TxmergeError(f"MergeMethod {name}={value!r} is not known; use one of {', '.join(map(repr, allowed))}.")
-        for name in ("ff", "attn", "separate_qk", "absolute"):
-            if not isinstance(getattr(self, name), bool):
-                raise TxmergeError(f"MergeMethod {name} must be True or False, got {getattr(self, name)!r}.")
-        if self.separate_qk and (not self.attn or self.heads == "ignore"):
-            raise TxmergeError("separate_qk=True needs attn=True and heads 'permute' or 'monotonic' (it reuses the head mapping).")
-
-    def spec(self, config_or_model: Any, prefix: str | None = None) -> PermutationSpec:
-        """The permutation spec of this method for a model (or config) of any supported family; whether
-        it preserves the function is ``spec.function_preserving``."""
-        include = tuple(c for c, on in (("ff", self.ff), ("attn", self.attn), ("residual", self.residual != "identity")) if on)
-        return model_spec(
-            config_or_model, prefix=prefix, heads_per_group=self.heads != "ignore", separate_qk=self.separate_qk,
-            residual=self.residual if self.residual != "identity" else "first", tied_decoder=self.tied_decoder, include=include,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for cache keys and tables)."""
-        return asdict(self)
-
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> "MergeMethod":
-        """A paper run by name (see METHODS), with fields overridden, e.g. ``named("res", residual="all")``."""
-        if name not in METHODS:
-            raise TxmergeError(f"merge method {name!r} is not known; use one of {', '.join(map(repr, METHODS))}.")
-        try:
-            return replace(METHODS[name], **overrides)
-        except TypeError as exc:
-            raise TxmergeError(f"unknown MergeMethod field in {sorted(overrides)}; use fields of MergeMethod.") from exc
-
-
-METHODS: dict[str, MergeMethod] = {
-    "vanilla": MergeMethod(),
-    "ff": MergeMethod(ff=True),  # Table 1 "Vanilla Attention Avg." (FF permuted, attention averaged)
-    "attn": MergeMethod(attn=True),
-    "ff+attn": MergeMethod(ff=True, attn=True),
-    "res": MergeMethod(residual="first"),  # Table 2 rows: override residual=first|last|all|separate
-    "all": MergeMethod(ff=True, attn=True, residual="first"),  # Table 3 (CLI default residual first)
-}
-
-
-def required_nodes(method: MergeMethod, model: Any) -> list[str]:
-    """Feature nodes ``method`` needs for ``model`` (or its config): pass to collect_pair_moments."""
-    return method.spec(model).nodes()
-
-
-@dataclass
-class Alignment:
-    """Permutations for model B and how well they match.
-
-    ``matched_corr[group]`` = mean matched correlation (1/d)Σ C[i, perm[i]] on the SIGNED correlation;
-    the official code's "cost" is half of it (it divides by 2d). ``identity_corr[group]`` = mean
-    diagonal correlation before alignment. For ``residual='all'`` the correlation is the one of the
-    averaged covariances.
-    """
-
-    perms: dict[str, torch.Tensor]
-    spec: PermutationSpec
-    matched_corr: dict[str, float] = field(default_factory=dict)
-    identity_corr: dict[str, float] = field(default_factory=dict)
-    head_matches: dict[int, HeadMatch] = field(default_factory=dict)
-    function_preserving: bool = True
-    method: MergeMethod | None = None
-
-    def official_cost(self) -> dict[str, float]:
-        """The official code's per-node cost Σ C[i, perm[i]] / (2d) = matched_corr / 2."""
-        return {g: v / 2 for g, v in self.matched_corr.items()}
-
-
 def _scores(corr: np.ndarray, perm: torch.Tensor) -> tuple[float, float]:
     idx = np.arange(corr.shape[0])
     return float(corr[idx, perm.numpy()].mean()), float(np.diag(corr).mean())
@@ -280,3 +192,22 @@ def compute_alignment(moments: Mapping[str, Stats], config: Any, method: MergeMe
             heads[name] = hm
     head_matches = {spec.groups[g].layer: hm for g, hm in heads.items()}
     return Alignment(perms, spec, matched, ident, head_matches, spec.function_preserving, method)
+
+
+class CorrelationMatcher:
+    """Activation matching (Verma & Elbayad; the official code): needs the pair's feature statistics."""
+
+    name = "correlation"
+    needs_statistics = True
+    description = "activation correlations on a text, matched by linear assignment (the paper's method)"
+
+    def nodes(self, method: MergeMethod, model: Any) -> list[str]:
+        return required_nodes(method, model)
+
+    def match(self, method: MergeMethod, model_a: Any, model_b: Any, statistics: Mapping[str, Stats] | None) -> Alignment:
+        if statistics is None:
+            raise TxmergeError("the correlation matcher needs the feature statistics of the pair; pass statistics or batches.")
+        return compute_alignment(statistics, model_b, method)
+
+
+MATCHER = CorrelationMatcher()

@@ -1,0 +1,1 @@
+"""One module per registered matcher, each holding ``MATCHER`` (see :mod:`txmerge.methods.registry`)."""

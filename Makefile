@@ -127,6 +127,7 @@ assignments: $(ENV_STAMP) ## nbgrader course in assignments/: teacher notebook, 
 
 # ---- tests and benchmarks ----------------------------------------------------------------------
 test: $(ENV_STAMP) ## run the whole test suite (includes the smoke book build and the browser test)
+	$(BIN)ruff check lib tests classroom tools bench
 	@chromium="$$($(PY) tools/browser.py)"; TXMERGE_CHROMIUM="$$chromium" $(PY) -m pytest
 
 browser: $(ENV_STAMP) ## find or install the Chromium of the browser test (make test does this itself)

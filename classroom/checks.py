@@ -195,9 +195,9 @@ def _check_correlation(ns: dict[str, Any], rng: np.random.Generator) -> str:
 def _check_ff(ns: dict[str, Any], rng: np.random.Generator) -> str:
     import torch
 
-    from txmerge.methods.matchers.correlation import match_units
     from txmerge.core.permute import apply_permutations, verify_function_preserved
     from txmerge.core.spec import bert_spec
+    from txmerge.methods.matchers.correlation import match_units
 
     match = _function(ns, "match_ff_units")
     permute = _function(ns, "permute_ff")

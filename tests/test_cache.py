@@ -13,7 +13,6 @@ import pytest
 
 from txmerge.base import cache, codehash
 
-
 LIB = Path(cache.__file__).resolve().parents[1]
 
 

@@ -6,10 +6,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from txmerge.experiments.claims import (NOT_TESTABLE, amount_summary, beats_prior_by_task, claim_c1, claim_c2, claim_c3, claim_c4,
-                            claim_c5, claim_c6, claim_head_alignment, correlation_table, curve_shapes, endpoint_table,
-                            finetune_table, glue_barrier_table)
 from txmerge.base.errors import TxmergeError
+from txmerge.experiments.claims import (
+    NOT_TESTABLE,
+    amount_summary,
+    beats_prior_by_task,
+    claim_c1,
+    claim_c2,
+    claim_c3,
+    claim_c4,
+    claim_c5,
+    claim_c6,
+    claim_head_alignment,
+    correlation_table,
+    curve_shapes,
+    endpoint_table,
+    finetune_table,
+    glue_barrier_table,
+)
 
 PAIRS = ["1-2", "3-4", "1-5", "2-3"]
 NOISE = np.array([0.01, -0.012, 0.004, -0.002])  # pair-to-pair spread, the same for every method

@@ -16,10 +16,10 @@ from transformers import BertForMaskedLM
 
 from txmerge import cli, data
 from txmerge.core import models
-from txmerge.zoo import tiny as zoo
 from txmerge.core.evaluate import mlm_loss
 from txmerge.core.permute import apply_permutations
 from txmerge.core.spec import bert_spec
+from txmerge.zoo import tiny as zoo
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from tokenizers import Tokenizer, models as tk_models, pre_tokenizers, processors
+from tokenizers import Tokenizer, pre_tokenizers, processors
+from tokenizers import models as tk_models
 from transformers import PreTrainedTokenizerFast
 
 from conftest import FAMILIES, tiny_model, token_batches

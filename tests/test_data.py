@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
-import shutil
 import importlib.util
 import io
+import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -22,9 +22,10 @@ import datasets
 import pytest
 import torch
 
-from txmerge.data import corpora, fetch as fetch_mod
 from txmerge import data
 from txmerge.base.errors import TxmergeError
+from txmerge.data import corpora
+from txmerge.data import fetch as fetch_mod
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WHEELS = FIXTURES / "wheels"

@@ -8,7 +8,6 @@ import torch
 
 from conftest import FAMILIES, tiny_bert, tiny_model, token_batches
 from txmerge.base.errors import TxmergeError
-from txmerge.core.models import model_inputs
 from txmerge.core.features import (
     PairMoments,
     all_nodes,
@@ -16,6 +15,7 @@ from txmerge.core.features import (
     collect_pair_moments,
     residual_nodes,
 )
+from txmerge.core.models import model_inputs
 
 
 def _concat(batches):

@@ -7,20 +7,19 @@ sizes and downloads (against a stand-in of the Hub's API) and refuses to run wit
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from hub_mirror import REVISION, use_mirror, write_model
 from txmerge import data
 from txmerge.base import hub
+from txmerge.base.errors import TxmergeError
+from txmerge.chapters import params as tp
+from txmerge.chapters import prefetch, start
 from txmerge.core import models
-from txmerge.chapters import params as tp, start, prefetch
 from txmerge.experiments import pipeline
 from txmerge.zoo import tiny as zoo
-from txmerge.base.errors import TxmergeError
 
 
 @pytest.fixture

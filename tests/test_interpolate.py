@@ -18,13 +18,13 @@ from txmerge.core.evaluate import label_prior_baseline, mlm_loss, task_loss, uni
 from txmerge.core.interpolate import (
     InterpolationPath,
     check_lambdas,
-    dips_below_endpoints,
-    m_shaped,
     default_lambdas,
+    dips_below_endpoints,
     interpolate_state_dicts,
     interpolation_curve,
     loss_barrier,
     loss_barrier_linear,
+    m_shaped,
 )
 
 VOCAB = 61  # conftest's default tiny vocabulary

@@ -9,6 +9,8 @@ import torch
 from conftest import FAMILIES, tiny_bert, tiny_config, tiny_model, token_batches
 from txmerge.base.errors import TxmergeError
 from txmerge.core.features import all_nodes, collect_pair_moments, residual_nodes
+from txmerge.core.permute import apply_permutations, invert_permutations, random_permutations, verify_function_preserved
+from txmerge.core.spec import bert_spec
 from txmerge.methods.matchers.correlation import (
     MergeMethod,
     compute_alignment,
@@ -18,9 +20,8 @@ from txmerge.methods.matchers.correlation import (
     required_nodes,
     residual_perms,
 )
-from txmerge.core.permute import apply_permutations, invert_permutations, random_permutations, verify_function_preserved
-from txmerge.core.spec import bert_spec
-from txmerge.methods.method import NAMED_METHODS as METHODS, method_named
+from txmerge.methods.method import NAMED_METHODS as METHODS
+from txmerge.methods.method import method_named
 from txmerge.methods.registry import matcher_named, matchers
 
 

@@ -10,8 +10,9 @@ import jupytext
 import pytest
 from pydantic import Field
 
-from txmerge.chapters import params as tp, start
 from txmerge.base.errors import TxmergeError
+from txmerge.chapters import params as tp
+from txmerge.chapters import start
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.md"))

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from txmerge.methods.matchers.correlation import matched_correlation
-from txmerge.experiments import pipeline, along_training as progress
 from txmerge.base.errors import TxmergeError
 from txmerge.core.evaluate import mlm_loss, task_loss
 from txmerge.core.interpolate import loss_barrier, loss_barrier_linear
+from txmerge.experiments import along_training as progress
+from txmerge.experiments import pipeline
+from txmerge.methods.matchers.correlation import matched_correlation
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = np.linspace(0, 1, 5)

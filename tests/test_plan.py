@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from txmerge.chapters import params as tp, plan
+from txmerge.chapters import params as tp
+from txmerge.chapters import plan
 
 
 def test_plan_is_printed_for_the_paper_preset_only(capsys):

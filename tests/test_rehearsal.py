@@ -9,7 +9,6 @@ first run takes the same code path without crashing after an hour.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ import pytest
 import yaml
 
 from hub_mirror import build_mirror, mirror_env
-from txmerge.chapters import params as tp, prefetch
+from txmerge.chapters import params as tp
+from txmerge.chapters import prefetch
 
 pytest_plugins = ["book_fixtures"]
 pytestmark = pytest.mark.slow

@@ -15,12 +15,13 @@ from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
 from conftest import offline_environment
-from txmerge.zoo import finetune, tiny as zoo
 from txmerge.base import hub
-from txmerge.core import models
-from txmerge.experiments import pipeline
 from txmerge.base.cache import file_sha256
 from txmerge.base.errors import TxmergeError
+from txmerge.core import models
+from txmerge.experiments import pipeline
+from txmerge.zoo import finetune
+from txmerge.zoo import tiny as zoo
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = zoo.TinyRecipe(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, steps=4,

@@ -22,13 +22,13 @@ otherwise straight from the Debian pool over HTTP; either way the sha256 pins be
 from __future__ import annotations
 
 import argparse
+import bz2
 import gzip
 import hashlib
 import io
 import json
 import lzma
 import re
-import bz2
 import shutil
 import struct
 import subprocess

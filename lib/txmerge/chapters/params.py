@@ -32,10 +32,9 @@ import os
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
-
-import warnings
 
 import yaml
 from pydantic import BaseModel, ValidationError

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns

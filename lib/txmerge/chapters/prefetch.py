@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from txmerge.data import corpora, tasks
-from txmerge.chapters import params as tp, schemas as sc
-from txmerge.zoo import tiny as zoo
 from txmerge.base.errors import TxmergeError
 from txmerge.base.hub import SKIP_SUFFIXES, WEIGHTS, HubItem, hub_reachable, missing, offline_forced
+from txmerge.chapters import params as tp
+from txmerge.chapters import schemas as sc
+from txmerge.data import corpora, tasks
 from txmerge.experiments.along_training import PAPER_STEPS_K
+from txmerge.zoo import tiny as zoo
 
 WIKITEXT = HubItem("dataset", "Salesforce/wikitext", "wikitext-103-raw-v1", ("validation",), what="Wikitext-103")
 BOOKCORPUS = HubItem("dataset", corpora.BOOKCORPUS_HUB, None, ("train",), corpora.BOOKCORPUS_REVISION, what="BookCorpus")

@@ -13,8 +13,8 @@ import torch
 from scipy import stats
 
 from txmerge.base.errors import TxmergeError
-from txmerge.core.models import model_inputs
 from txmerge.base.precision import forward_autocast, full_precision
+from txmerge.core.models import model_inputs
 from txmerge.core.spec import family_of
 
 

@@ -31,8 +31,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from txmerge.base.errors import TxmergeError
-from txmerge.core.models import model_inputs
 from txmerge.base.precision import forward_autocast, full_precision
+from txmerge.core.models import model_inputs
 from txmerge.core.spec import family_of, feature_nodes, hook_points, node_kind, residual_nodes, sizes_of
 
 __all__ = ["PairCovariance", "PairMoments", "all_nodes", "average_moments", "check_same_architecture",

@@ -7,9 +7,17 @@
 
 from __future__ import annotations
 
-from txmerge.data.corpora import *  # noqa: F401,F403
-from txmerge.data.corpora import BOOKCORPUS_HUB, BOOKCORPUS_REVISION, PAPER_SENTENCES, correlation_text, mlm_eval_text, novels_manifest, pretraining_sources
 from txmerge.base.presets import check_preset
+from txmerge.data.corpora import *  # noqa: F401,F403
+from txmerge.data.corpora import (
+    BOOKCORPUS_HUB,
+    BOOKCORPUS_REVISION,
+    PAPER_SENTENCES,
+    correlation_text,
+    mlm_eval_text,
+    novels_manifest,
+    pretraining_sources,
+)
 from txmerge.data.tasks import *  # noqa: F401,F403
 from txmerge.data.tasks import GLUE_TASKS, TINY_TASKS, glue_task
 

@@ -20,16 +20,16 @@ import json
 import re
 import zipfile
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import datasets
 import numpy as np
 import torch
 
-from txmerge.data.blocks import block_articles, block_choice, char_spaced, eval_coverage, mask_tokens, mlm_eval_set, token_blocks  # noqa: F401 (re-exported by data)
 from txmerge.base.errors import TxmergeError
-from txmerge.data import fetch as sources
 from txmerge.base.presets import check_preset
+from txmerge.data import fetch as sources
+from txmerge.data.blocks import block_articles, block_choice, char_spaced, eval_coverage, mask_tokens, mlm_eval_set, token_blocks  # noqa: F401 (re-exported by data)
 
 GENSIM_ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 

@@ -27,10 +27,10 @@ import datasets
 import numpy as np
 import torch
 
-from txmerge.data.corpora import _check_texts, _encode, _read_jsonl_member, length_order
 from txmerge.base.errors import TxmergeError
-from txmerge.data import fetch as sources
 from txmerge.base.presets import check_preset
+from txmerge.data import fetch as sources
+from txmerge.data.corpora import _check_texts, _encode, _read_jsonl_member, length_order
 
 # ---------------------------------------------------------------------------------------------
 # GLUE tasks and their offline analogues

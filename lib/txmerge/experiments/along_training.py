@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from txmerge.zoo import tiny as zoo
 from txmerge.base.errors import TxmergeError
 from txmerge.base.presets import check_preset
+from txmerge.zoo import tiny as zoo
 
 #: MultiBERTs' intermediate checkpoints (seeds 0–4), by fraction of their 2M steps: google/multiberts-seed_N-step_Kk
 PAPER_STEPS_K = {0.05: 100, 0.2: 400, 0.5: 1000}

@@ -23,18 +23,19 @@ import pandas as pd
 import torch
 
 from txmerge import data
-from txmerge.zoo import finetune, tiny as zoo
-from txmerge.core import models
-from txmerge.methods.align import align_pair
 from txmerge.base.cache import cached
 from txmerge.base.errors import TxmergeError
 from txmerge.base.presets import check_preset
+from txmerge.core import models
 from txmerge.core.evaluate import label_prior_baseline, mlm_loss, task_loss
 from txmerge.core.features import all_nodes, collect_pair_moments
 from txmerge.core.interpolate import check_lambdas, default_lambdas, interpolation_curve, loss_barrier, loss_barrier_linear
 from txmerge.experiments.verdicts import mean_se
+from txmerge.methods.align import align_pair
 from txmerge.methods.matchers.correlation import compute_alignment, matched_correlation
 from txmerge.methods.method import NAMED_METHODS, Alignment, MergeMethod, method_named  # noqa: F401  (re-exported for the chapters)
+from txmerge.zoo import finetune
+from txmerge.zoo import tiny as zoo
 
 Pair = tuple[int, int]
 

@@ -3,6 +3,7 @@ post-LayerNorm encoder blocks, an MLM head with a transform and a decoder tied t
 
 from txmerge.core.spec import Family
 
+
 def linear(name: str, out: object, inp: object) -> dict:
     """``nn.Linear`` ``name``: weight [out, in] rows by ``out``, columns by ``inp``; bias by ``out``."""
     return {f"{name}.weight": (out, inp), f"{name}.bias": (out,)}

@@ -2,8 +2,8 @@
 no token types, ``q_lin``/``k_lin``/``v_lin``/``out_lin``, ``ffn.lin1``/``lin2``, and the
 ``vocab_transform`` → ``vocab_layer_norm`` → ``vocab_projector`` (tied) head."""
 
-from txmerge.families.bert import linear, mlm_head, norm
 from txmerge.core.spec import Family
+from txmerge.families.bert import linear, mlm_head, norm
 
 FAMILY = Family(
     name="distilbert",

@@ -14,9 +14,9 @@ import torch
 
 from txmerge.base.errors import TxmergeError
 from txmerge.core.features import PairCovariance, PairMoments, collect_pair_moments
+from txmerge.core.permute import VerificationResult, apply_permutations, verify_function_preserved
 from txmerge.methods.method import Alignment, MergeMethod, is_plain_average
 from txmerge.methods.registry import matcher_named
-from txmerge.core.permute import VerificationResult, apply_permutations, verify_function_preserved
 
 
 @dataclass

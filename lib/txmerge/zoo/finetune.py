@@ -27,11 +27,11 @@ from transformers import BertForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from txmerge import data
-from txmerge.zoo import tiny as zoo
 from txmerge.base.cache import atomic_write, atomic_write_bytes, file_sha256, zoo_dir
 from txmerge.base.errors import TxmergeError
-from txmerge.core.evaluate import task_loss
 from txmerge.base.presets import check_preset
+from txmerge.core.evaluate import task_loss
+from txmerge.zoo import tiny as zoo
 
 
 @dataclass

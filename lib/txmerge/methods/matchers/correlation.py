@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from txmerge.base.errors import TxmergeError
 from txmerge.core.features import PairCovariance, PairMoments, average_moments
-from txmerge.core.spec import PermGroup, PermutationSpec, residual_strategy_nodes
+from txmerge.core.spec import PermGroup, residual_strategy_nodes
 from txmerge.methods.method import HEAD_MODES, RESIDUAL_STRATEGIES, Alignment, MergeMethod, required_nodes  # noqa: F401
 
 Stats = PairMoments | PairCovariance

@@ -25,6 +25,7 @@ JB_FLAGS  ?= -W --keep-going
 export TXMERGE_CACHE     ?= $(CURDIR)/.cache/results
 export TXMERGE_DOWNLOADS ?= $(CURDIR)/.cache/downloads
 export TXMERGE_FIGURES   := $(EXECUTED)/figures
+export TXMERGE_ESTIMATES := $(EXECUTED)/estimates
 # reproducible output stamps, dated by the last commit (Sphinx also uses it for the copyright year)
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 # the kernel must choose matplotlib's inline backend itself, or figures would not be shown
@@ -98,6 +99,9 @@ $(EXECUTED)/%.ipynb: $(NOTEBOOKS)/%.md $(PARAMS_DIR)/%.yaml $(LIB_SOURCES) matpl
 	else \
 	  rm -f "$$tmp"; echo "error: chapter $* failed with PRESET=$(PRESET) (traceback above); no executed notebook was kept." >&2; exit 1; \
 	fi
+
+# the results page reads the estimates that the chapters with claims record (txmerge.experiments.estimates)
+$(EXECUTED)/08_results.ipynb: $(patsubst %,$(EXECUTED)/%.ipynb,02_ffn_attention 03_attention_heads 04_residual 05_data_amount 06_glue)
 
 notebooks: $(NOTEBOOKS_OUT) ## execute every chapter (no HTML)
 

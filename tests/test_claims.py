@@ -25,7 +25,7 @@ from txmerge.experiments.claims import (
     glue_barrier_table,
 )
 
-PAIRS = ["1-2", "3-4", "1-5", "2-3"]
+PAIRS = ["1-2", "3-4", "5-6", "7-8"]  # disjoint: independent pairs
 NOISE = np.array([0.01, -0.012, 0.004, -0.002])  # pair-to-pair spread, the same for every method
 
 
@@ -155,12 +155,12 @@ def test_one_pair_leaves_every_claim_undecided():
     assert c2.verdict == "undecided" and all(d.verdict == "undecided (one pair)" for d in c2.decisions.values())
 
 
-def glue_results(values: dict[str, tuple[float, float, float]]):
+def glue_results(values: dict[str, tuple[float, float, float]], pairs=((1, 2), (3, 4), (5, 6))):
     """Results of one task: {method: (loss of B, peak, loss of A)} for three pairs, accuracy along."""
     from txmerge.experiments.pipeline import CurveResult, Results
 
     out = []
-    for (a, b), e in zip([(1, 2), (1, 3), (2, 3)], [0.0, 0.01, -0.01]):
+    for (a, b), e in zip(pairs, [0.0, 0.01, -0.01]):
         for name, (lb, peak, la) in values.items():
             lam = np.linspace(0, 1, 5)
             loss = np.array([lb, (lb + peak) / 2, peak, (la + peak) / 2, la]) + e
@@ -175,7 +175,7 @@ def test_glue_tables_and_flags():
     metrics = {"sst2": "accuracy", "mrpc": "accuracy"}
     priors = {"sst2": {"loss": 0.69, "accuracy": 0.5}, "mrpc": {"loss": 0.62, "accuracy": 0.68}}
     ends = finetune_table(results, priors, metrics)
-    assert list(ends.loc["sst2"].index) == ["prior", "seed 1", "seed 2", "seed 3"]
+    assert list(ends.loc["sst2"].index) == ["prior"] + [f"seed {s}" for s in range(1, 7)]
     learned, calibrated = beats_prior_by_task(ends, metrics)
     assert learned == {"sst2": True, "mrpc": True} and calibrated == {"sst2": True, "mrpc": False}
     t3, decisions = glue_barrier_table(results, {"sst2": "SST-2", "mrpc": "MRPC"}, {"sst2": {"vanilla": (0.42, 0.04), "full": (0.36, 0.07)}})
@@ -187,3 +187,20 @@ def test_glue_tables_and_flags():
     assert len(shapes) == 12 and not shapes["dips below both endpoints"].any()
     with pytest.raises(TxmergeError, match="No vanilla run"):
         finetune_table({"sst2": glue_results({"full": (0.5, 0.6, 0.52)})}, priors, metrics)
+
+
+def test_pairs_sharing_seeds_keep_the_estimate_but_decide_nothing():
+    """1-2, 3-4, 1-5: seed 1 twice. The same numbers that confirm C2 on disjoint pairs are undecided."""
+    shared = table({"vanilla": 1.0, "attn": 0.95, "ff": 0.8, "ff+attn": 0.6}).replace({"pair": {"5-6": "1-5", "7-8": "2-3"}})
+    disjoint = claim_c2(table({"vanilla": 1.0, "attn": 0.95, "ff": 0.8, "ff+attn": 0.6}))
+    c2 = claim_c2(shared)
+    assert disjoint.verdict == "confirmed"
+    assert c2.verdict == "undecided (pairs share seeds)"
+    for name, d in c2.decisions.items():
+        assert d.verdict == "undecided (pairs share seeds)" and not d.independent
+        assert d.relative == pytest.approx(disjoint.decisions[name].relative)
+        assert d.relative_interval == pytest.approx(disjoint.decisions[name].relative_interval)
+    assert "not independent" in c2.detail()
+    results = {"sst2": glue_results({"vanilla": (0.5, 0.9, 0.52), "full": (0.5, 0.6, 0.52)}, pairs=((1, 2), (1, 3), (2, 3)))}
+    _, decisions = glue_barrier_table(results, {"sst2": "SST-2"}, {})
+    assert decisions["sst2"].verdict == "undecided (pairs share seeds)"

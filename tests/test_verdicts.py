@@ -138,3 +138,25 @@ def test_the_pairs_a_decision_needs_are_sized_on_the_measured_difference_when_it
     sd = float(np.std([-0.3, -1.5, -2.1], ddof=1))
     z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)
     assert (z * sd / 0.25) ** 2 > 80  # what sizing on the minimum effect alone would have said
+
+
+def test_the_interval_is_the_90_percent_t_interval_of_the_relative_effect():
+    lower, higher = np.array([0.5, 0.9, 0.4, 0.6]), np.array([0.9, 0.95, 0.8, 0.7])
+    d = compare(lower, higher, 2.0)
+    diff = higher - lower
+    half = stats.t.ppf(0.95, 3) * diff.std(ddof=1) / 2.0
+    lo, hi = d.relative_interval
+    assert d.relative == pytest.approx(diff.mean() / 2.0)
+    assert (lo, hi) == pytest.approx((diff.mean() / 2.0 - half / 2.0, diff.mean() / 2.0 + half / 2.0))
+    assert d.estimate().startswith(f"{d.relative:+.0%}") and d.independent
+
+
+def test_pairs_sharing_a_seed_are_undecided_whatever_the_numbers():
+    lower, higher = [0.70, 0.72, 0.69], [1.0, 1.02, 0.98]
+    assert compare(lower, higher, VANILLA, pairs=["1-2", "3-4", "5-6"]).verdict == "confirmed"
+    d = compare(lower, higher, VANILLA, pairs=["1-2", "3-4", "1-5"])
+    assert d.verdict == "undecided (pairs share seeds)" and not d.independent and d.pairs_needed is None
+    by_index = compare(pd.Series(lower, index=pd.Index(["1-2", "1-3", "2-3"], name="pair")), higher, VANILLA)
+    assert by_index.verdict == "undecided (pairs share seeds)"
+    with pytest.raises(TxmergeError, match="pair labels"):
+        compare(lower, higher, VANILLA, pairs=["1-2"])

@@ -148,3 +148,80 @@ def wrap_columns(styler, columns, width: str = "14em"):
     """Let the long text of ``columns`` wrap inside ``width`` so that a table fits the page's text column."""
     return styler.set_properties(subset=list(columns), **{"white-space": "normal", "max-width": width,
                                                           "min-width": "6em", "overflow-wrap": "anywhere"})
+
+
+#: verdict -> (colour, marker) of the forest plot
+VERDICT_STYLE: dict[str, tuple[str, str]] = {
+    "confirmed": (_CB[2], "o"),
+    "reversed": (_CB[3], "s"),
+    "no measurable effect": ("#4d4d4d", "D"),
+    "undecided": (_CB[1], "^"),
+    "undecided (one pair)": ("#999999", "v"),
+    "undecided (pairs share seeds)": ("#999999", "X"),
+}
+
+
+def forest_plot(table, *, title: str | None = None, min_effect: float | None = None) -> plt.Figure:
+    """One row per comparison of an estimates table (:mod:`txmerge.experiments.estimates`): the relative
+    effect with its 90 % interval (positive = the claim's direction), the ±``min_effect`` band, the
+    paper's effect (hollow diamond), colour and marker by verdict, and the pairs at the right margin
+    (``†``: pairs that share seeds, not independent)."""
+    from txmerge.experiments.estimates import check_estimates
+    from txmerge.experiments.verdicts import MIN_EFFECT
+
+    setup()
+    t = check_estimates(table).reset_index(drop=True)
+    band = MIN_EFFECT if min_effect is None else min_effect
+    n = len(t)
+    fig, ax = plt.subplots(figsize=(7.4, 0.9 + 0.34 * n))
+    y = np.arange(n)[::-1]
+    ax.axvspan(-band * 100, band * 100, color="#dddddd", alpha=0.6, lw=0, label=f"±{band:.0%}: too small to matter")
+    ax.axvline(0, color="#777777", lw=0.8)
+    for yi, (_, row) in zip(y, t.iterrows()):
+        c, marker = VERDICT_STYLE.get(row["verdict"], ("#999999", "o"))
+        if row["pairs"] > 1:
+            ax.plot([row["low"] * 100, row["high"] * 100], [yi, yi], color=c, lw=2, solid_capstyle="butt")
+        ax.plot(row["estimate"] * 100, yi, marker=marker, color=c, ms=7, ls="none",
+                mfc=c if row["independent"] else "white")
+        if np.isfinite(row["paper"]):
+            ax.plot(row["paper"] * 100, yi, marker="D", ms=6, mfc="none", mec="black", mew=1.2, ls="none")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['claim']} · {r['comparison'].replace(' (linear barrier)', ' (lin.)')}" for _, r in t.iterrows()],
+                       fontsize="small")
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel("effect in the claim's direction (% of the reference scale), 90 % interval")
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(y)
+    right.set_yticklabels([f"{r['pairs']}{'' if r['independent'] else ' †'}" for _, r in t.iterrows()], fontsize="small")
+    right.set_ylabel("pairs")
+    handles = [plt.Line2D([], [], color=c, marker=m, ls="none", label=v) for v, (c, m) in VERDICT_STYLE.items()
+               if v in set(t["verdict"])]
+    handles.append(plt.Line2D([], [], marker="D", mfc="none", mec="black", ls="none", label="the paper"))
+    handles.append(matplotlib.patches.Patch(color="#dddddd", label=f"±{band:.0%} band"))
+    ax.legend(handles=handles, frameon=False, fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.6 / (0.9 + 0.34 * n)),
+              ncol=min(4, len(handles)))
+    if title:
+        ax.set_title(title)
+    ax.grid(axis="y", visible=False)
+    return fig
+
+
+def claims_at_a_glance(claims, chapter: str, preset: str, pairs, *, title: str | None = None):
+    """A chapter's comparisons at a glance: records their estimates for the results page
+    (:func:`txmerge.experiments.estimates.record`), shows and saves the forest plot
+    (``<chapter>_forest.png``) and returns the compact table, styled to fit the page.
+    ``claims``: {claim id ("C2", or the book's own "LM head"): Claim}."""
+    from txmerge.experiments import estimates
+
+    rows = estimates.estimates_of(claims, chapter)
+    estimates.record(rows, chapter, preset, pairs)
+    fig = forest_plot(rows, title=title)
+    savefig(fig, f"{chapter}_forest")
+    plt.show()
+    return compact_styler(estimates.compact_table(rows))
+
+
+def compact_styler(table):
+    """The compact claims table (:func:`txmerge.experiments.estimates.compact_table`) without its index,
+    its comparison column wrapping."""
+    return wrap_columns(table.style.hide(axis="index"), ["comparison"], width="16em")

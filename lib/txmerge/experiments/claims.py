@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from txmerge.base.errors import TxmergeError
-from txmerge.experiments.verdicts import Decision, check_barrier_table, combine, compare, decisions_table, mean_se
+from txmerge.experiments.verdicts import Decision, check_barrier_table, combine, compare, decisions_table, majority, mean_se
 
 NOT_TESTABLE = "not testable"
 
@@ -247,6 +247,15 @@ def glue_barrier_table(results: Mapping[str, Any], analogue_of: Mapping[str, str
                      "full lower?": decisions[task].verdict,
                      "paper: vanilla → full": f"{ref['vanilla'][0]:.2f} → {ref['full'][0]:.2f}" if ref else "–"})
     return pd.DataFrame(rows).set_index("task"), decisions
+
+
+def claim_c7(full_vs_vanilla: Mapping[str, Decision]) -> Claim:
+    """C7's paired part as a claim: per task, "full < vanilla" (the decisions of :func:`glue_barrier_table`),
+    decided by :func:`txmerge.experiments.verdicts.majority` (the full method lowers most tasks)."""
+    if not full_vs_vanilla:
+        raise TxmergeError("No GLUE task was run; give at least one task.")
+    decisions = {f"full < vanilla ({task})": d for task, d in full_vs_vanilla.items()}
+    return Claim(majority(decisions.values()), decisions)
 
 
 def _pm(values) -> str:

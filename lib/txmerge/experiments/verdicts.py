@@ -12,6 +12,13 @@ One rule for every claim (quoted on the results page):
   effect (an equivalence test): whatever the difference is, it is too small to matter.
 - Otherwise **undecided**, with the number of pairs the measured spread says a decision would need.
 - One pair has no standard error: the verdict is **undecided (one pair)**.
+- Pairs that share a seed ("1-2", "1-3") are not independent, so the t-test does not hold: the
+  verdict is **undecided (pairs share seeds)**, whatever the numbers. The estimate and its interval
+  are still reported, for figures, marked as not independent.
+
+Every comparison also carries its **estimate**: the relative effect (mean paired difference over
+the reference scale, positive in the claim's direction) and its two-sided 90 % t-interval (the
+interval the equivalence test uses), from :func:`compare` (:class:`Decision`).
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ from txmerge.base.errors import TxmergeError
 MIN_EFFECT = 0.10  # a difference must be at least 10 % of the reference scale
 ALPHA = 0.05
 POWER = 0.80  # for the number of pairs a decision would need
+INTERVAL = 1 - 2 * ALPHA  # the two-sided confidence level of every reported interval (90 %)
+ONE_PAIR = "undecided (one pair)"
+SHARED_SEEDS = "undecided (pairs share seeds)"
 
 
 @dataclass(frozen=True)
 class Decision:
     """The outcome of :func:`compare`: the verdict and every number behind it."""
 
-    verdict: str  # confirmed | reversed | no measurable effect | undecided | undecided (one pair)
+    verdict: str  # confirmed | reversed | no measurable effect | undecided | ONE_PAIR | SHARED_SEEDS
     mean_diff: float
     se: float
     pairs: int
@@ -43,13 +53,30 @@ class Decision:
     threshold: float  # the minimum effect in the units of the data
     relative: float  # mean_diff / scale
     pairs_needed: int | None  # for an undecided claim: pairs that would detect the measured difference (at least the minimum effect)
+    scale: float = 1.0  # the reference scale the relative effect is a fraction of
+    low: float = float("nan")  # the 90 % t-interval of mean_diff (NaN for one pair)
+    high: float = float("nan")
+    independent: bool = True  # False when some seed appears in two pairs
+
+    @property
+    def relative_interval(self) -> tuple[float, float]:
+        """The 90 % interval of the relative effect, (low, high) / scale."""
+        return self.low / self.scale, self.high / self.scale
+
+    def estimate(self) -> str:
+        """The relative effect and its interval in a few words, e.g. ``+12 % [+5, +19]``."""
+        lo, hi = self.relative_interval
+        if not np.isfinite(lo):
+            return f"{self.relative:+.0%} (one pair)"
+        return f"{self.relative:+.0%} [{lo * 100:+.0f}, {hi * 100:+.0f}]"
 
     def __str__(self) -> str:
         if self.pairs < 2:
             return f"{self.verdict} (difference {self.mean_diff:+.3f}; one pair has no standard error)"
         need = f"; about {self.pairs_needed} pairs would decide" if self.pairs_needed else ""
-        return (f"{self.verdict} (difference {self.mean_diff:+.3f} ± {self.se:.3f}, {self.relative:+.0%} of the scale, "
-                f"threshold {self.threshold:.3f}, p = {self.p_value:.2g}, {self.pairs} pairs{need})")
+        shared = "; the pairs share seeds, so they are not independent" if not self.independent else ""
+        return (f"{self.verdict} (difference {self.mean_diff:+.3f} ± {self.se:.3f}, {self.estimate()} % of the scale "
+                f"at 90 %, threshold {self.threshold:.3f}, p = {self.p_value:.2g}, {self.pairs} pairs{need}{shared})")
 
 
 def _values(values, name: str) -> np.ndarray:
@@ -73,12 +100,25 @@ def mean_se(values, axis: int = 0) -> tuple:
     return (float(mean), float(se)) if v.ndim == 1 else (mean, se)
 
 
-def compare(lower, higher, scale: float, *, min_effect: float = MIN_EFFECT, alpha: float = ALPHA) -> Decision:
+def _pair_labels(pairs, *sides) -> list[str] | None:
+    if pairs is not None:
+        return [str(p) for p in pairs]
+    for side in sides:  # a Series indexed by pair ("1-2"), as check_barrier_table returns
+        if isinstance(side, pd.Series) and side.index.name == "pair":
+            return [str(p) for p in side.index]
+    return None
+
+
+def compare(lower, higher, scale: float, *, pairs: Sequence[str] | None = None, min_effect: float = MIN_EFFECT,
+            alpha: float = ALPHA) -> Decision:
     """Is ``lower`` below ``higher``, pair by pair, by at least ``min_effect × scale``? (see the module rule)
 
     ``lower``/``higher``: one value per pair, in the same pair order; ``scale``: the reference (e.g. the
-    mean vanilla barrier) the minimum effect is a fraction of.
+    mean vanilla barrier) the minimum effect is a fraction of; ``pairs``: the pair labels ("1-2"), by
+    default the index of a side that is a Series indexed by ``pair``. Pairs sharing a seed give the
+    estimate but the verdict ``SHARED_SEEDS``.
     """
+    labels = _pair_labels(pairs, lower, higher)
     lo, hi = _values(lower, "lower"), _values(higher, "higher")
     if lo.shape != hi.shape:
         raise TxmergeError(f"{lo.size} and {hi.size} values: compare the same pairs on both sides.")
@@ -87,8 +127,12 @@ def compare(lower, higher, scale: float, *, min_effect: float = MIN_EFFECT, alph
     d = hi - lo
     n, m = d.size, float(d.mean())
     threshold = min_effect * float(scale)
+    if labels is not None and len(labels) != n:
+        raise TxmergeError(f"{len(labels)} pair labels for {n} values: label every pair once.")
+    independent = labels is None or not shared_seeds(labels)
     if n < 2:
-        return Decision("undecided (one pair)", m, float("nan"), n, float("nan"), threshold, m / scale, None)
+        return Decision(ONE_PAIR, m, float("nan"), n, float("nan"), threshold, m / scale, None, float(scale),
+                        independent=independent)
     se = float(d.std(ddof=1) / math.sqrt(n))
     dof = n - 1
     if se == 0.0:
@@ -97,6 +141,9 @@ def compare(lower, higher, scale: float, *, min_effect: float = MIN_EFFECT, alph
         t = m / se
         p_up, p_down = float(stats.t.sf(t, dof)), float(stats.t.cdf(t, dof))
         half = float(stats.t.ppf(1 - alpha, dof)) * se
+    interval = dict(scale=float(scale), low=m - half, high=m + half, independent=independent)
+    if not independent:
+        return Decision(SHARED_SEEDS, m, se, n, min(p_up, p_down), threshold, m / scale, None, **interval)
     if p_up < alpha and m >= threshold:
         verdict, p = "confirmed", p_up
     elif p_down < alpha and -m >= threshold:
@@ -111,7 +158,7 @@ def compare(lower, higher, scale: float, *, min_effect: float = MIN_EFFECT, alph
         z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(POWER)
         effect = max(abs(m), threshold)
         needed = max(n + 1, int(math.ceil((z * sd / effect) ** 2))) if sd > 0 else n + 1
-    return Decision(verdict, m, se, n, p, threshold, m / scale, needed)
+    return Decision(verdict, m, se, n, p, threshold, m / scale, needed, **interval)
 
 
 def check_barrier_table(barriers: pd.DataFrame, methods: Sequence[str], value: str = "barrier") -> pd.DataFrame:
@@ -141,24 +188,43 @@ def shared_seeds(pairs: Iterable[str]) -> bool:
 def decisions_table(decisions: dict[str, Decision]) -> pd.DataFrame:
     """One row per claim: verdict, difference ± s.e., effect against the threshold, pairs, pairs needed."""
     rows = [{"claim": name, "verdict": d.verdict, "difference": d.mean_diff, "s.e.": d.se,
-             "effect": f"{d.relative:+.0%}", "threshold": d.threshold, "pairs": d.pairs,
+             "effect [90 %]": d.estimate(), "threshold": d.threshold, "pairs": d.pairs,
              "pairs needed": d.pairs_needed if d.pairs_needed else ""} for name, d in decisions.items()]
     return pd.DataFrame(rows).set_index("claim")
 
 
 def combine(decisions: Iterable[Decision]) -> str:
     """One verdict for a claim made of several comparisons that must all hold (e.g. C4, every learned
-    residual permutation worse than the identity): any reversed → reversed; all confirmed → confirmed;
-    all without a measurable effect → no measurable effect; anything else → undecided."""
+    residual permutation worse than the identity): pairs sharing seeds → SHARED_SEEDS; any reversed →
+    reversed; all confirmed → confirmed; all without a measurable effect → no measurable effect;
+    anything else → undecided."""
     verdicts = [d.verdict for d in decisions]
     if not verdicts:
         raise TxmergeError("No comparisons to combine; run the methods of the claim first.")
+    if SHARED_SEEDS in verdicts:
+        return SHARED_SEEDS
     if "reversed" in verdicts:
         return "reversed"
     for outcome in ("confirmed", "no measurable effect"):
         if all(v == outcome for v in verdicts):
             return outcome
     return "undecided"
+
+
+def majority(decisions: Iterable[Decision]) -> str:
+    """One verdict for a claim that must hold on most of several tasks (C7): pairs sharing seeds →
+    SHARED_SEEDS; confirmed (or reversed) on more than half → confirmed (reversed); no measurable
+    effect on all → no measurable effect; otherwise undecided."""
+    verdicts = [d.verdict for d in decisions]
+    if not verdicts:
+        raise TxmergeError("No comparisons to combine; run the tasks of the claim first.")
+    n = len(verdicts)
+    if SHARED_SEEDS in verdicts:
+        return SHARED_SEEDS
+    for outcome in ("confirmed", "reversed"):
+        if verdicts.count(outcome) > n / 2:
+            return outcome
+    return "no measurable effect" if verdicts.count("no measurable effect") == n else "undecided"
 
 
 def glue_claims(mlm_vanilla: float, glue_vanilla: dict[str, float], full_vs_vanilla: dict[str, Decision],
@@ -177,8 +243,7 @@ def glue_claims(mlm_vanilla: float, glue_vanilla: dict[str, float], full_vs_vani
     c7a = ("confirmed" if glue_vanilla and all(v < mlm_vanilla for v in glue_vanilla.values()) else "not confirmed")
     counts = {v: sum(d.verdict == v for d in full_vs_vanilla.values()) for v in ("confirmed", "reversed", "no measurable effect")}
     n = len(full_vs_vanilla)
-    c7b = ("confirmed" if counts["confirmed"] > n / 2 else "reversed" if counts["reversed"] > n / 2
-           else "no measurable effect" if counts["no measurable effect"] == n else "undecided")
+    c7b = majority(full_vs_vanilla.values())
     ok = shapes[shapes["task"].map(lambda t: bool(calibrated.get(t, False)))]
     k_dip, k_m = int(ok["dips below both endpoints"].sum()), int(ok["M-shaped"].sum())
     n_dip, n_m = int(shapes["dips below both endpoints"].sum()), int(shapes["M-shaped"].sum())

@@ -392,7 +392,7 @@ def model_id(preset: str, seed: int) -> str:
         if not (path / "config.json").exists():
             raise TxmergeError(
                 f"The tiny zoo has no model for seed {seed} at {path}; train it with `python -m txmerge zoo train --seed {seed}` "
-                "or choose seeds 1-5."
+                "or choose a seed that zoo/tiny/MANIFEST.json lists."
             )
         return str(path)
 

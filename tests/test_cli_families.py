@@ -83,6 +83,26 @@ def test_align_keeps_the_class_and_the_tensors_of_every_checkpoint(tmp_path, cap
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_weight_matching_aligns_without_any_text(tmp_path, capsys, family):
+    """A planted permutation of A is undone from the weights alone: no --text, tensors equal A's."""
+    from txmerge.core.permute import apply_permutations, random_permutations
+    from txmerge.methods.method import method_named
+
+    model_a = tiny_model(family, "mlm", seed=1)
+    spec = method_named("full").spec(model_a)
+    planted = apply_permutations(model_a, random_permutations(spec, torch.Generator().manual_seed(3)), spec)
+    a, b = _save(model_a, tmp_path / "a"), _save(planted, tmp_path / "b")
+    code, err = _run(capsys, ["align", a, b, "--out", str(tmp_path / "out"), "--matcher", "weight", "--residual", "first",
+                              "--quiet"])
+    assert code == 0, err
+    aligned = models.load_checkpoint(tmp_path / "out" / "model")
+    for name, tensor in model_a.state_dict().items():
+        assert torch.equal(aligned.state_dict()[name], tensor), name
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["function_preserving"] and report["verification"]["ok"] and report["method"]["matcher"] == "weight"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_curve_uses_the_loss_of_the_head(tmp_path, capsys, text_file, family):
     a = _save(tiny_model(family, "mlm", seed=1), tmp_path / "a")
     b = _save(tiny_model(family, "mlm", seed=2), tmp_path / "b")

@@ -120,6 +120,12 @@ def _aligned(args: argparse.Namespace, method, model_a, model_b, tokenizer):
     torch.manual_seed(args.seed)
     if is_plain_average(method):
         return align_pair(model_a, model_b, method, None)
+    if not matchers()[method.matcher].needs_statistics and not args.text:
+        # the maps come from the weights alone: random token ids only check that B's function is kept
+        g = torch.Generator().manual_seed(args.seed)
+        ids = torch.randint(model_a.config.vocab_size, (4, min(32, _seq_len(model_a))), generator=g)
+        return align_pair(model_a, model_b, method, {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+                          progress=not args.quiet)
     if args.text:
         texts = _read_lines(args.text)
     else:
@@ -317,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="masked LMs: align the LM head (correct), the minimal fix (untied), or the released code (official)")
         q.add_argument("--separate-qk", action="store_true", help="own Q/K permutation sharing the head mapping")
         q.add_argument("--absolute", action="store_true", help="match on |correlation| (the paper uses signed)")
-        q.add_argument("--text", help="correlation text: UTF-8 file, one passage per line (default: the preset's corpus)")
+        q.add_argument("--text", help="correlation text: UTF-8 file, one passage per line (default: the preset's corpus; matchers that read only the weights, such as weight, need none)")
         q.add_argument("--max-tokens", type=int, default=None, help="stop the correlation pass after this many tokens")
         q.add_argument("--batch-size", type=int, default=8)
         q.add_argument("--seed", type=int, default=0)

@@ -110,11 +110,11 @@ def test_make_writes_course_and_student_copy(made):
     student = nbformat.read(paths["student"], 4)
     code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
     assert BEGIN not in code and END not in code and "# Why:" not in code
-    assert "linear_sum_assignment(np.asarray(corr" not in code  # a reference body
+    assert "np.asarray(corr, dtype=np.float64), maximize=True" not in code  # a reference body
     assert code.count("raise NotImplementedError()") == sum(len(e.functions) for e in checks.EXERCISES)
     assert sum(c.source.strip() == "YOUR ANSWER HERE" for c in student.cells if c.cell_type == "markdown") == len(checks.WRITTEN)
     assert "Model answer" not in "\n".join(c.source for c in student.cells)
-    assert "linear_sum_assignment(np.asarray(corr" in "\n".join(c.source for c in source.cells)
+    assert "np.asarray(corr, dtype=np.float64), maximize=True" in "\n".join(c.source for c in source.cells)
     assert (out / "release" / STEM / "exercise_checks.py").read_text() == (REPO / "classroom" / "checks.py").read_text()
     assert "c.Execute.timeout = 120" in (out / "nbgrader_config.py").read_text()
     assert (out / "gradebook.db").is_file()

@@ -138,3 +138,18 @@ def test_chapter_follows_the_template(path):
     assert "parameters" in tags[0], "the first code cell is the parameters cell"
     assert f'start("{path.stem}", globals())' in code[1].source, "start (validate, check, plan) right after parameters"
     assert "provenance(" in code[-1].source, "end with the provenance cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_code_is_formatted_to_the_page_width(path):
+    """Code cells are `ruff format --line-length 88` (what the theme's code column shows at 1280 px):
+    reformat with `jupytext --pipe 'ruff format --line-length 88 -' notebooks/NAME.md`."""
+    import jupytext
+
+    ruff = Path(sys.executable).with_name("ruff")
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
+            continue
+        out = subprocess.run([str(ruff), "format", "--line-length", "88", "-"], input=cell.source, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.rstrip("\n") == cell.source.rstrip("\n"), f"{path.name}: a code cell is not formatted:\n{cell.source[:200]}"

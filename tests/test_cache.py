@@ -133,3 +133,20 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         cache.atomic_write(folder, broken, directory=True)
     assert not folder.exists() and list(tmp_path.iterdir()) == [target]
+
+
+def test_every_entry_records_what_it_cost_and_the_tool_sums_it(tmp_path, monkeypatch, capsys):
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import cache_times
+
+    monkeypatch.setenv("TXMERGE_CACHE", str(tmp_path / "results"))
+    for i in range(2):
+        cache.cached("slow-step", {"i": i}, lambda: time.sleep(0.05) or i, code=())
+    cache.cached("fast-step", {"i": 0}, lambda: 1, code=())
+    rows = cache_times.step_times(tmp_path / "results")
+    assert [r[:2] for r in rows] == [("slow-step", 2), ("fast-step", 1)]
+    assert rows[0][2] >= 0.1
+    assert cache_times.main([str(tmp_path / "results")]) == 0 and "| slow-step | 2 |" in capsys.readouterr().out
+    assert cache_times.main([str(tmp_path / "missing")]) == 2

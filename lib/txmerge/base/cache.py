@@ -18,6 +18,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -122,7 +123,9 @@ def cached(name: str, key: dict[str, Any], compute: Callable[[], T], *, enabled:
                     return pickle.load(fh)
             except Exception:  # a corrupt entry is recomputed, never trusted
                 path.unlink(missing_ok=True)
+        started = time.perf_counter()
         value = compute()
-        atomic_write_bytes(path.with_suffix(".json"), json.dumps(full_key, sort_keys=True, default=str, indent=1).encode())
+        record = {**full_key, "_seconds": round(time.perf_counter() - started, 3)}  # what the entry cost (tools/cache_times.py)
+        atomic_write_bytes(path.with_suffix(".json"), json.dumps(record, sort_keys=True, default=str, indent=1).encode())
         atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     return value

@@ -204,3 +204,13 @@ def test_pairs_sharing_seeds_keep_the_estimate_but_decide_nothing():
     results = {"sst2": glue_results({"vanilla": (0.5, 0.9, 0.52), "full": (0.5, 0.6, 0.52)}, pairs=((1, 2), (1, 3), (2, 3)))}
     _, decisions = glue_barrier_table(results, {"sst2": "SST-2"}, {})
     assert decisions["sst2"].verdict == "undecided (pairs share seeds)"
+
+
+def test_perplexity_ratio_and_the_glue_claims_table():
+    from txmerge.experiments.claims import glue_claims_table, perplexity_ratio
+
+    b = table({"vanilla": 1.0, "ff+attn": 0.6})
+    b["loss_mid"] = np.where(b["method"] == "vanilla", 8.0, 6.0)
+    assert perplexity_ratio(b, "vanilla", "ff+attn") == pytest.approx(np.exp(2.0))
+    t = glue_claims_table(4.2, {"sst2": 0.31}, {"c7": "confirmed (...)", "c8": "undecided (...)"})
+    assert list(t.columns) == ["claim", "ours", "paper"] and "sst2 0.31 vs MLM 4.20" in t.loc[0, "ours"]

@@ -244,3 +244,17 @@ def test_mlm_eval_coverage_describes_the_blocks_the_experiment_evaluates():
     assert coverage["blocks"] == exp.eval_set()["input_ids"].shape[0] == MLM_KW["eval_blocks"]
     assert coverage["tokens"] == exp.eval_set()["input_ids"].numel()
     assert MLM_KW["eval_blocks"] <= coverage["articles"] <= coverage["of"]  # a different article per block (a block may touch two)
+
+
+def test_experiments_from_a_chapters_parameters_and_the_amount_sweep(env):
+    from txmerge.chapters.params import chapter_params
+
+    p = chapter_params("smoke", "05_data_amount")
+    exp = pipeline.MLMExperiment.from_params(p, "cpu", progress=False)
+    assert (exp.eval_blocks, exp.text_mode, len(exp.lambdas), exp.n_sentences) == (p.eval_blocks, p.text_mode, p.n_lambdas, None)
+    sweep = exp.amount_sweep([[2, 1]], "ff+attn", [16, 48])
+    assert list(sweep.columns) == ["sentences", "tokens", "pair", "barrier"] and list(sweep["pair"]) == ["1-2", "1-2"]
+    assert sweep["tokens"].is_monotonic_increasing and np.isfinite(sweep["barrier"]).all()
+    g = chapter_params("smoke", "06_glue")
+    task = pipeline.TaskExperiment.from_params(g, g.tasks[0], "cpu")
+    assert (task.task, task.n_sentences, task.max_validation, len(task.lambdas)) == (g.tasks[0], g.n_sentences, g.max_validation, g.n_lambdas)

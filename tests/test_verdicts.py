@@ -160,3 +160,10 @@ def test_pairs_sharing_a_seed_are_undecided_whatever_the_numbers():
     assert by_index.verdict == "undecided (pairs share seeds)"
     with pytest.raises(TxmergeError, match="pair labels"):
         compare(lower, higher, VANILLA, pairs=["1-2"])
+
+
+def test_the_pairs_note_says_whether_pairs_are_independent():
+    from txmerge.experiments.verdicts import pairs_note
+
+    assert "share no seed" in pairs_note([[2, 1], [3, 4]]) and "(1-2, 3-4)" in pairs_note([[2, 1], [3, 4]])
+    assert "not independent" in pairs_note([[1, 2], [1, 3]])

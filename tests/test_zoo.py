@@ -265,3 +265,15 @@ def test_the_unigram_baseline_the_book_reads_is_the_one_the_recipe_recomputes(zo
     recorded = json.loads((zoo.zoo_dir() / "tiny" / "MANIFEST.json").read_text())["unigram_heldout_loss"]
     assert zoo.unigram_baseline("tiny") == recorded  # read, not recomputed (the models chapter's fast path)
     assert zoo.unigram_baseline("tiny", recompute=True) == pytest.approx(recorded, abs=1e-9)
+
+
+def test_multiberts_ids_are_made_in_one_place_and_refuse_missing_seeds():
+    from txmerge.base.errors import TxmergeError
+    from txmerge.zoo import multiberts, tiny
+
+    assert tiny.model_id("paper", 3) == multiberts.model_id(3) == "google/multiberts-seed_3"
+    assert multiberts.snapshot_id(1, 400) == "google/multiberts-seed_1-step_400k"
+    with pytest.raises(TxmergeError, match="seeds 0–24"):
+        multiberts.model_id(25)
+    with pytest.raises(TxmergeError, match="seeds 0–4 only"):
+        multiberts.snapshot_id(7, 100)

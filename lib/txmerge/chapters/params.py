@@ -188,6 +188,13 @@ def load_preset(name: str) -> dict[str, Any]:
     return {"common": common, "chapters": chapters}
 
 
+def mlm_evaluation(preset: str) -> dict[str, Any]:
+    """The MLM chapters' evaluation under ``preset`` (``eval_blocks``, ``text_mode``, from its FF/attention
+    chapter), for a chapter that measures an MLM barrier on the same held-out text (the GLUE chapter's C7)."""
+    p = chapter_params(preset, "02_ffn_attention")
+    return {"eval_blocks": p.eval_blocks, "text_mode": p.text_mode}
+
+
 def chapter_params(preset: str, chapter: str) -> CommonParams:
     """Validated parameters of ``chapter`` under ``preset`` (common section + chapter section)."""
     data = load_preset(preset)

@@ -198,11 +198,12 @@ def forest_plot(table, *, title: str | None = None, min_effect: float | None = N
                if v in set(t["verdict"])]
     handles.append(plt.Line2D([], [], marker="D", mfc="none", mec="black", ls="none", label="the paper"))
     handles.append(matplotlib.patches.Patch(color="#dddddd", label=f"±{band:.0%} band"))
-    ax.legend(handles=handles, frameon=False, fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.6 / (0.9 + 0.34 * n)),
-              ncol=min(4, len(handles)))
     if title:
         ax.set_title(title)
     ax.grid(axis="y", visible=False)
+    fig.tight_layout()
+    fig.legend(handles=handles, frameon=False, fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(4, len(handles)))
     return fig
 
 

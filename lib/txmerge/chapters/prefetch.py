@@ -23,7 +23,7 @@ from txmerge.base.hub import SKIP_SUFFIXES, WEIGHTS, HubItem, hub_reachable, mis
 from txmerge.chapters import params as tp
 from txmerge.chapters import schemas as sc
 from txmerge.data import corpora, tasks
-from txmerge.experiments.along_training import PAPER_STEPS_K
+from txmerge.zoo import multiberts
 from txmerge.zoo import tiny as zoo
 
 WIKITEXT = HubItem("dataset", "Salesforce/wikitext", "wikitext-103-raw-v1", ("validation",), what="Wikitext-103")
@@ -37,7 +37,7 @@ def model_item(seed: int) -> HubItem:
 
 def step_item(seed: int, k: int) -> HubItem:
     """MultiBERTs' intermediate checkpoint of ``seed`` after ``k`` thousand steps (see :mod:`txmerge.experiments.along_training`)."""
-    return HubItem("model", f"{zoo.HUB_PREFIX}{seed}-step_{k}k", what="The intermediate checkpoint")
+    return HubItem("model", multiberts.snapshot_id(seed, k), what="The intermediate checkpoint")
 
 
 def glue_item(task: str) -> HubItem:
@@ -63,7 +63,7 @@ def chapter_items(params: sc.CommonParams) -> list[HubItem]:
     if isinstance(params, sc.MLMParams):
         steps = []
         if isinstance(params, sc.FFAttentionParams) and all(0 <= s <= 4 for s in params.pairs[0]):
-            steps = [step_item(s, k) for s in _seeds([params.pairs[0]]) for k in PAPER_STEPS_K.values()]
+            steps = [step_item(s, k) for s in _seeds([params.pairs[0]]) for k in multiberts.PAPER_STEPS_K.values()]
         return [TOKENIZER, *map(model_item, _seeds(params.pairs)), *steps, BOOKCORPUS, WIKITEXT]
     return []
 

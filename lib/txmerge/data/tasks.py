@@ -70,6 +70,11 @@ class TaskInfo:
     presets: tuple[str, ...] = ("tiny", "smoke")
     pair: bool = True
 
+    @property
+    def metric(self) -> str:
+        """The metric the chapters report: Pearson for a regression task, accuracy otherwise."""
+        return "pearson" if self.is_regression else "accuracy"
+
 
 TINY_TASKS: dict[str, TaskInfo] = {
     "stsb": TaskInfo(

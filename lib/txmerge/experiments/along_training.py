@@ -16,10 +16,7 @@ import pandas as pd
 from txmerge.base.errors import TxmergeError
 from txmerge.base.presets import check_preset
 from txmerge.zoo import tiny as zoo
-
-#: MultiBERTs' intermediate checkpoints (seeds 0–4), by fraction of their 2M steps: google/multiberts-seed_N-step_Kk
-PAPER_STEPS_K = {0.05: 100, 0.2: 400, 0.5: 1000}
-PAPER_TOTAL_K = 2000
+from txmerge.zoo.multiberts import PAPER_STEPS_K, PAPER_TOTAL_K, snapshot_id  # noqa: F401  (MultiBERTs' intermediate checkpoints)
 
 
 def training_points(preset: str, seed: int) -> dict[float, str]:
@@ -28,9 +25,7 @@ def training_points(preset: str, seed: int) -> dict[float, str]:
     check_preset(preset)
     final = zoo.ensure_model(preset, seed)
     if preset == "paper":
-        if not 0 <= seed <= 4:
-            raise TxmergeError(f"MultiBERTs publishes intermediate checkpoints for seeds 0–4 only, not {seed}; pick pairs among them.")
-        return {**{f: f"google/multiberts-seed_{seed}-step_{k}k" for f, k in PAPER_STEPS_K.items()}, 1.0: final}
+        return {**{f: snapshot_id(seed, k) for f, k in PAPER_STEPS_K.items()}, 1.0: final}
     record = Path(final) / "training.json"
     if not record.exists():
         raise TxmergeError(f"{final} has no training.json, so its snapshots are unknown; retrain it with "

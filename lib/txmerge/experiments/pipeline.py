@@ -247,6 +247,17 @@ class Experiment:
             methods = {m: method_named(m) for m in methods}
         return Results([self.curve(p, name, m, n_sentences) for p in pairs for name, m in methods.items()])
 
+    def amount_sweep(self, pairs: Iterable[Sequence[int]], name: str, amounts: Sequence[int]) -> pd.DataFrame:
+        """Barrier of method ``name`` per pair for each amount of correlation text: one row per
+        (sentences, pair) with the tokens that amount holds (columns sentences, tokens, pair, barrier)."""
+        pairs = check_pairs(pairs)
+        rows = []
+        for n in amounts:
+            barriers = self.run(pairs, [name], n_sentences=n).barriers
+            tokens = self.statistics(pairs[0], n)["tokens"]
+            rows += [{"sentences": n, "tokens": tokens, "pair": r["pair"], "barrier": r["barrier"]} for _, r in barriers.iterrows()]
+        return pd.DataFrame(rows)
+
 
 class MLMExperiment(Experiment):
     """Masked-language-model merging: correlation text = the BookCorpus stand-in, loss = fixed-mask MLM loss."""
@@ -262,6 +273,15 @@ class MLMExperiment(Experiment):
         self.eval_seed = eval_seed
         self.eval_batch_size = eval_batch_size
         self._eval_set: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_params(cls, params: Any, device: str, **overrides: Any) -> "MLMExperiment":
+        """The experiment of an MLM chapter's validated parameters (``txmerge.chapters.schemas.MLMParams``):
+        its preset, correlation text, evaluation and λ grid; ``overrides`` replace any argument."""
+        kwargs = dict(n_sentences=getattr(params, "n_sentences", None), eval_blocks=params.eval_blocks,
+                      text_mode=params.text_mode, batch_size=params.batch_size, drop_special_tokens=params.drop_special_tokens,
+                      lambdas=default_lambdas(params.n_lambdas), corr_seed=params.seed, device=device)
+        return cls(params.preset, **{**kwargs, **overrides})
 
     def model_path(self, seed: int) -> str:
         if seed in self.model_paths:
@@ -327,6 +347,13 @@ class TaskExperiment(Experiment):
         self.eval_batch_size = eval_batch_size
         self._dataset = None
         self._eval_batches: list[dict[str, torch.Tensor]] | None = None
+
+    @classmethod
+    def from_params(cls, params: Any, task: str, device: str) -> "TaskExperiment":
+        """The experiment of ``task`` under the GLUE chapter's validated parameters (``GlueParams``)."""
+        return cls(params.preset, task, n_sentences=params.n_sentences, max_validation=params.max_validation,
+                   batch_size=params.batch_size, lambdas=default_lambdas(params.n_lambdas), corr_seed=params.seed,
+                   device=device)
 
     def dataset(self):
         if self._dataset is None:

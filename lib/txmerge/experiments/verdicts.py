@@ -185,6 +185,14 @@ def shared_seeds(pairs: Iterable[str]) -> bool:
     return len(seeds) != len(set(seeds))
 
 
+def pairs_note(pairs: Iterable[Sequence[int]]) -> str:
+    """One sentence on whether the pairs of a build are independent (e.g. for the results page)."""
+    names = [f"{min(p)}-{max(p)}" for p in pairs]
+    return (f"The pairs of this build ({', '.join(names)}) "
+            + ("share seeds, so they are not independent: every verdict on them reads "
+               f"{SHARED_SEEDS!r}." if shared_seeds(names) else "share no seed, so they are independent."))
+
+
 def decisions_table(decisions: dict[str, Decision]) -> pd.DataFrame:
     """One row per claim: verdict, difference ± s.e., effect against the threshold, pairs, pairs needed."""
     rows = [{"claim": name, "verdict": d.verdict, "difference": d.mean_diff, "s.e.": d.se,

@@ -32,9 +32,9 @@ from txmerge.base.cache import atomic_write, atomic_write_bytes, file_sha256, re
 from txmerge.base.errors import TxmergeError
 from txmerge.base.presets import check_preset
 from txmerge.core.evaluate import mlm_loss, mlm_loss_masked_only, unigram_mlm_loss
+from txmerge.zoo import multiberts
+from txmerge.zoo.multiberts import HUB_PREFIX, PAPER_TOKENIZER  # noqa: F401  (re-exported)
 
-HUB_PREFIX = "google/multiberts-seed_"
-PAPER_TOKENIZER = "google/multiberts-seed_0"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -381,7 +381,7 @@ def model_id(preset: str, seed: int) -> str:
     that never trains (see :func:`ensure_model`)."""
     check_preset(preset)
     if preset == "paper":
-        return f"{HUB_PREFIX}{seed}"
+        return multiberts.model_id(seed)
     if preset == "smoke":
         path = checkpoint_path(seed, smoke_root())
         if not (path / "model.safetensors").exists():
@@ -390,10 +390,8 @@ def model_id(preset: str, seed: int) -> str:
     if preset == "tiny":
         path = checkpoint_path(seed)
         if not (path / "config.json").exists():
-            raise TxmergeError(
-                f"The tiny zoo has no model for seed {seed} at {path}; train it with `python -m txmerge zoo train --seed {seed}` "
-                "or choose a seed that zoo/tiny/MANIFEST.json lists."
-            )
+            raise TxmergeError(f"The tiny zoo has no model for seed {seed} at {path}; train it with `python -m txmerge zoo "
+                               f"train --seed {seed}` or choose a seed that zoo/tiny/MANIFEST.json lists.")
         return str(path)
 
 

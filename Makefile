@@ -21,6 +21,7 @@ BUILD     ?= _build#           Jupyter Book output; the HTML is $(BUILD)/html
 NAME      ?=#                  chapter stem for `make chapter`
 JOBS      ?= 2#                chapters executed side by side by make book, one thread each (two single-thread
 #                              processes gave 1.35x the throughput of one two-thread process on a 2-core CPU)
+TEST_JOBS ?= 2#                pytest-xdist workers of make test (the smoke-book tests share one)
 PAPERMILL_FLAGS ?= --log-level WARNING
 JB_FLAGS  ?= -W --keep-going
 
@@ -138,13 +139,13 @@ assignments: $(ENV_STAMP) ## nbgrader course in assignments/: teacher notebook, 
 # ---- tests and benchmarks ----------------------------------------------------------------------
 test: $(ENV_STAMP) ## run the whole test suite (includes the smoke book build and the browser test)
 	$(BIN)ruff check lib tests classroom tools bench
-	@chromium="$$($(PY) tools/browser.py)"; TXMERGE_CHROMIUM="$$chromium" $(PY) -m pytest
+	@chromium="$$($(PY) tools/browser.py)"; TXMERGE_CHROMIUM="$$chromium" $(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 browser: $(ENV_STAMP) ## find or install the Chromium of the browser test (make test does this itself)
 	$(PY) tools/browser.py
 
 test-fast: $(ENV_STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow"
 
 bench: $(ENV_STAMP) ## time a cold and a warm `make book` for PRESET (budget: 20 min / 1 min for tiny)
 	$(PY) bench/bench_book.py --preset $(PRESET)

@@ -172,3 +172,15 @@ def hub_mirror(tmp_path_factory) -> Path:
     from hub_mirror import build_mirror
 
     return build_mirror(tmp_path_factory.mktemp("hf-home"))
+
+
+# ------------------------------------------------------------------ running on every core (pytest-xdist)
+BOOK_FIXTURES = {"smoke_book", "served_book"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` every test of the one smoke-book build runs on one worker,
+    so the book is built once; the other workers take the rest of the suite."""
+    for item in items:
+        if BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("smoke_book"))

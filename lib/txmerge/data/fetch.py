@@ -59,8 +59,16 @@ def fetch(name: str) -> Path:
     """Path of the verified archive of source ``name`` (downloading it once if needed)."""
     if name not in SOURCES:
         raise TxmergeError(f"Unknown data source {name!r}; known sources: {', '.join(sorted(SOURCES))}.")
-    src = SOURCES[name]
+    from filelock import FileLock
+
     folder = download_dir() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock")):  # two processes (test workers, chapters) download it once
+        return _fetch_unlocked(name, folder)
+
+
+def _fetch_unlocked(name: str, folder: Path) -> Path:
+    src = SOURCES[name]
     path = folder / src.filename
     if path.exists():
         if file_sha256(path) == src.sha256:

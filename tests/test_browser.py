@@ -55,6 +55,28 @@ TABLE_CHECK = """() => {
   return out;
 }"""
 
+#: no code block, table, figure or image wider than the text column, unless inside a visible scroll box
+OVERFLOW_CHECK = """() => {
+  const column = document.querySelector('.bd-article') || document.querySelector('main');
+  const right = column.getBoundingClientRect().right;
+  const scrolls = e => {
+    for (let a = e; a && a !== column.parentElement; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if ((o === 'auto' || o === 'scroll') && a.getBoundingClientRect().right <= right + 1) return true;
+    }
+    return false;
+  };
+  const out = [];
+  column.querySelectorAll('pre, table, figure, img').forEach((e, i) => {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || scrolls(e)) return;
+    const what = `${e.tagName.toLowerCase()} ${i + 1} ("${(e.innerText || e.getAttribute('src') || '').trim().slice(0, 40)}")`;
+    if (r.right > right + 1) out.push(`${what} ends ${Math.round(r.right - right)} px past the text column`);
+    else if (e.scrollWidth > e.clientWidth + 1) out.push(`${what} cuts ${e.scrollWidth - e.clientWidth} px of its content`);
+  });
+  return out;
+}"""
+
 
 @pytest.fixture(scope="module")
 def browser_ready():
@@ -162,7 +184,7 @@ def test_every_page_in_the_browser(served_book, book_tools, tmp_path):
                     if m:
                         snippet = text[max(0, m.start() - 80) : m.end() + 120].replace("\n", " ")
                         problems.append(f"{name}: cell output contains {m.group(0)!r}: ...{snippet}...")
-                for issue in page.evaluate(TABLE_CHECK):
+                for issue in page.evaluate(TABLE_CHECK) + page.evaluate(OVERFLOW_CHECK):
                     problems.append(f"{name}: {issue}")
                 page.screenshot(path=str(shots / f"{name.replace('/', '__')}.png"), full_page=True)
         finally:

@@ -225,4 +225,5 @@ def claims_at_a_glance(claims, chapter: str, preset: str, pairs, *, title: str |
 def compact_styler(table):
     """The compact claims table (:func:`txmerge.experiments.estimates.compact_table`) without its index,
     its comparison column wrapping."""
-    return wrap_columns(table.style.hide(axis="index"), ["comparison"], width="16em")
+    styler = wrap_columns(table.style.hide(axis="index"), ["comparison"], width="16em")
+    return styler.set_properties(subset=["this build [90 %]", "paper"], **{"white-space": "nowrap"})

@@ -104,13 +104,19 @@ def check_estimates(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _points(x: float) -> str:
+    """A fraction in signed whole percent points, never "-0"."""
+    v = int(round(x * 100))
+    return f"{v:+d}" if v else "0"
+
+
 def _pct(x: float) -> str:
-    return f"{x * 100:+.0f} %"
+    return f"{_points(x)} %"
 
 
 def estimate_text(row: Mapping) -> str:
     """``+12 % [+5, +19]`` (one pair: no interval); a trailing † marks pairs that share seeds."""
-    text = (f"{row['estimate'] * 100:+.0f} % [{row['low'] * 100:+.0f}, {row['high'] * 100:+.0f}]" if row["pairs"] > 1
+    text = (f"{_pct(row['estimate'])} [{_points(row['low'])}, {_points(row['high'])}]" if row["pairs"] > 1
             else f"{_pct(row['estimate'])} (one pair)")
     return text + ("" if row["independent"] else " †")
 

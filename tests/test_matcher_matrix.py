@@ -9,6 +9,7 @@ import torch
 from conftest import FAMILIES, tiny_model, token_batches
 from txmerge.core.features import collect_pair_moments
 from txmerge.core.permute import apply_permutations, invert_permutations, random_permutations, verify_function_preserved
+from txmerge.core.spec import feature_nodes, sizes_of
 from txmerge.methods.align import align_pair
 from txmerge.methods.method import MergeMethod
 from txmerge.methods.registry import matchers
@@ -43,7 +44,8 @@ def test_a_matcher_follows_the_protocol(name, model):
     method = MergeMethod(**METHODS["full"], matcher=name)
     assert matcher.name == name and isinstance(matcher.needs_statistics, bool) and matcher.description
     nodes = matcher.nodes(method, model)
-    assert set(nodes) <= set(method.spec(model).nodes())
+    # any node the features can collect (e.g. the pooled query/key node ``qk.{l}`` beside the spec's own)
+    assert set(nodes) <= set(feature_nodes(sizes_of(model)[1], qk=True))
     assert bool(nodes) or not matcher.needs_statistics
 
 

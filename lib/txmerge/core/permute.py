@@ -2,6 +2,14 @@
 
 Convention (CONTRIBUTING.md): ``perms[group]`` is a LongTensor ``perm`` of length ``size``; after
 permuting, unit ``i`` is the old unit ``perm[i]`` (``W_new = W.index_select(axis, perm)``).
+
+Besides the groups, ``perms`` may hold the spec's within-head float maps (``spec.maps``:
+``map.qk.{l}`` / ``map.vo.{l}``, tensors [heads, d_h, d_h], one invertible matrix per head at A's head
+positions). They act after the permutations: an axis of a role's features is contracted with a
+per-head matrix N on its first index (``new[.., j, ..] = Σ_i old[.., i, ..] N[i, j]``), N = R for
+queries, R⁻ᵀ for keys, S for values and S⁻ᵀ for the output projection's head inputs. The rule does not
+depend on the layout (``nn.Linear`` [out, in] or ``Conv1D`` [in, out]), so q·k and the heads' output
+sums are unchanged.
 """
 
 from __future__ import annotations
@@ -15,19 +23,40 @@ from torch import nn
 
 from txmerge.base.errors import TxmergeError
 from txmerge.core.models import model_inputs
-from txmerge.core.spec import Fused, PermutationSpec, _entry_groups
+from txmerge.core.spec import Fused, HeadMap, PermutationSpec, _entry_groups
 
 Perms = dict[str, torch.Tensor]
+MAX_CONDITION = 1e8  # a within-head map worse conditioned than this is refused as not invertible
+
+
+def _check_map(name: str, value: torch.Tensor, hm: HeadMap) -> torch.Tensor:
+    """Validate one within-head map [heads, d_h, d_h]: float, finite and invertible."""
+    value = torch.as_tensor(value)
+    shape = (hm.heads, hm.head_dim, hm.head_dim)
+    if not value.is_floating_point() or tuple(value.shape) != shape:
+        raise TxmergeError(f"within-head map {name!r} must be a float tensor of shape {shape} (one d_h×d_h matrix per head), "
+                           f"got {value.dtype} of shape {tuple(value.shape)}; build it for this model's heads.")
+    if not bool(torch.isfinite(value).all()):
+        raise TxmergeError(f"within-head map {name!r} holds NaN or inf; pass finite invertible matrices.")
+    cond = torch.linalg.cond(value.detach().double().cpu())
+    worst = int(torch.nan_to_num(cond, nan=float("inf")).argmax())
+    if not float(cond[worst]) < MAX_CONDITION:
+        raise TxmergeError(f"within-head map {name!r} is not invertible (condition number {float(cond[worst]):.1e} in head {worst}); "
+                           "pass invertible maps, for example orthogonal ones.")
+    return value
 
 
 def check_permutations(perms: Mapping[str, torch.Tensor], spec: PermutationSpec) -> Perms:
     """Validate ``perms`` against ``spec`` (known group, right length, a true permutation); return LongTensors."""
     out: Perms = {}
     for name, perm in perms.items():
+        if name in spec.maps:
+            out[name] = _check_map(name, perm, spec.maps[name])
+            continue
         if name not in spec.groups:
             raise TxmergeError(
-                f"permutation group {name!r} is not in the spec (groups: {', '.join(sorted(spec.groups)) or 'none'}); "
-                "build the spec with the same method/include as the permutations."
+                f"permutation group {name!r} is not in the spec (groups: {', '.join(sorted(spec.groups)) or 'none'}; "
+                f"maps: {', '.join(spec.maps) or 'none'}); build the spec with the same method/include as the permutations."
             )
         perm = torch.as_tensor(perm).long().reshape(-1)
         size = spec.groups[name].size
@@ -42,11 +71,13 @@ def check_permutations(perms: Mapping[str, torch.Tensor], spec: PermutationSpec)
 def permute_state_dict(
     state_dict: Mapping[str, torch.Tensor], perms: Mapping[str, torch.Tensor], spec: PermutationSpec
 ) -> dict[str, torch.Tensor]:
-    """A new state dict with every spec'd axis index-selected by its group (missing groups = identity).
+    """A new state dict with every spec'd axis index-selected by its group (missing groups = identity),
+    then every within-head map in ``perms`` applied (see the module docstring).
 
     Keys of ``state_dict`` absent from ``spec`` raise TxmergeError; untouched tensors are shared, not copied.
     """
     perms = check_permutations(perms, spec)
+    factors = _map_factors(perms, spec)
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if key not in spec.axes:
@@ -57,8 +88,45 @@ def permute_state_dict(
         for axis, entry in enumerate(entries):
             for perm in _axis_perms(entry, perms, value.shape[axis], key, axis):
                 value = value.index_select(axis, perm.to(value.device))
+        if key in spec.map_axes and value.is_floating_point():
+            value = _apply_maps(value, spec.map_axes[key], factors, spec, key)
         out[key] = value
     return out
+
+
+def _map_factors(perms: Perms, spec: PermutationSpec) -> dict[tuple[str, str], torch.Tensor]:
+    """(map, role) -> the per-head matrix N [heads, d_h, d_h] (float64) an axis of that role is contracted with."""
+    out = {}
+    for name in (n for n in perms if n in spec.maps):
+        m = perms[name].detach().double().cpu()
+        inv_t = torch.linalg.inv(m).transpose(-1, -2)
+        for role in ("q", "v"):
+            out[(name, role)] = m
+        for role in ("k", "o"):
+            out[(name, role)] = inv_t
+    return out
+
+
+def _apply_maps(value: torch.Tensor, entries: tuple, factors: Mapping[tuple[str, str], torch.Tensor],
+                spec: PermutationSpec, key: str) -> torch.Tensor:
+    """``value`` with each mapped axis (or segment of a fused axis) contracted per head with its N."""
+    for axis, entry in enumerate(entries):
+        if entry is None or not any(s in factors for s in entry if s):
+            continue
+        parts = list(value.split(value.shape[axis] // len(entry), dim=axis))
+        for i, slot in enumerate(entry):
+            if slot is None or slot not in factors:
+                continue
+            n = factors[slot]
+            if parts[i].shape[axis] != n.shape[0] * n.shape[1]:
+                raise TxmergeError(f"axis {axis} of {key!r} has {parts[i].shape[axis]} units per segment but map {slot[0]!r} "
+                                   f"covers {n.shape[0]}×{n.shape[1]}; rebuild the spec from this model's config.")
+            moved = parts[i].movedim(axis, 0)
+            blocks = moved.reshape(n.shape[0], n.shape[1], -1).double()
+            mapped = torch.einsum("hir,hij->hjr", blocks, n.to(blocks.device))
+            parts[i] = mapped.reshape(moved.shape).to(value.dtype).movedim(0, axis)
+        value = torch.cat(parts, dim=axis)
+    return value
 
 
 def _axis_perms(entry, perms: Perms, size: int, key: str, axis: int) -> list[torch.Tensor]:
@@ -117,13 +185,22 @@ def apply_permutations(model: nn.Module, perms: Mapping[str, torch.Tensor], spec
     return permuted
 
 
+def _index_only(perms: Mapping[str, torch.Tensor], what: str) -> None:
+    for g, p in perms.items():
+        if torch.as_tensor(p).is_floating_point():
+            raise TxmergeError(f"{what} takes index permutations only, but {g!r} is a within-head float map; "
+                               "invert or compose the maps of an alignment by mapping the models instead.")
+
+
 def invert_permutations(perms: Mapping[str, torch.Tensor]) -> Perms:
     """``inv[g] = argsort(perms[g])``, so permuting by ``perms`` then by ``inv`` is the identity."""
+    _index_only(perms, "invert_permutations")
     return {g: torch.argsort(torch.as_tensor(p).long()) for g, p in perms.items()}
 
 
 def compose_permutations(first: Mapping[str, torch.Tensor], then: Mapping[str, torch.Tensor]) -> Perms:
     """The single permutation equal to applying ``first`` then ``then`` (``first[then]`` per group)."""
+    _index_only({**first, **then}, "compose_permutations")
     out = {g: torch.as_tensor(p).long() for g, p in first.items()}
     for g, p in then.items():
         p = torch.as_tensor(p).long()
@@ -164,6 +241,25 @@ def random_permutations(
             out[name] = torch.cat([int(k) * hd + torch.randperm(hd, generator=generator) for k in order])
         else:
             out[name] = torch.randperm(g.size, generator=generator)
+    return out
+
+
+def random_head_maps(spec: PermutationSpec, generator: torch.Generator, kinds: Iterable[str] = ("qk", "vo"),
+                     orthogonal: bool = True) -> Perms:
+    """Random within-head maps for tests, every map of ``spec`` of the given ``kinds`` ([heads, d_h, d_h]
+    float64): Haar-orthogonal (QR of a Gaussian, signs fixed), or with ``orthogonal=False`` the
+    well-conditioned invertible I + 0.3·G/√d_h."""
+    kinds = tuple(kinds)
+    out: Perms = {}
+    for name, hm in spec.maps.items():
+        if hm.kind not in kinds:
+            continue
+        g = torch.randn(hm.heads, hm.head_dim, hm.head_dim, generator=generator, dtype=torch.float64)
+        if orthogonal:
+            q, r = torch.linalg.qr(g)
+            out[name] = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+        else:
+            out[name] = torch.eye(hm.head_dim, dtype=torch.float64) + 0.3 * g / hm.head_dim ** 0.5
     return out
 
 

@@ -20,6 +20,12 @@ Roles of a table (``axes`` entries, one per tensor axis):
 Node kinds (``nodes``): ``emb`` (res.emb), ``mid`` (res.{l}.attn), ``out`` (res.{l}.ff), ``attn``,
 ``ff`` and ``qk``; each maps to ``(module path relative to the base model, "pre" | "post", segment)``
 where ``segment = (i, k)`` takes the i-th of k equal slices of the last axis (fused Q/K/V).
+
+Within-head float maps (``within_head``, one entry per axis like ``layer_params``): ``q`` / ``k`` /
+``v`` mark the query / key / value output axes, ``o`` the output projection's input axis and ``qkv``
+a fused axis; they resolve to :class:`HeadMap` s ``map.qk.{l}`` (R: queries by R, keys by R⁻ᵀ) and
+``map.vo.{l}`` (S: values by S, the output projection's head inputs by S⁻ᵀ), applied by
+:mod:`txmerge.core.permute` after the permutations.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class Family:
     lm_loss: str = "mlm"  # "mlm" (masked) or "clm" (next token)
     lm_head_module: str | None = None  # the LM head applied to final hidden states (None: use the full forward)
     position_offset: int = 0  # position ids start here (RoBERTa: after the padding index), so fewer tokens fit
+    within_head: Mapping[str, Roles] = field(default_factory=dict)  # layer param -> q | k | v | o | qkv per axis
+    layer_norm: str = "post"  # "post" (LayerNorm on the residual stream itself) or "pre" (LayerNorm before each block)
 
     def max_tokens(self, config: Any) -> int:
         """The longest sequence a model of this family and ``config`` accepts."""
@@ -117,6 +125,8 @@ class PermutationSpec:
     info: dict[str, Any] = field(default_factory=dict)
     output_group: str | None = None  # the group of the base model's output (last hidden state)
     breaks: tuple[str, ...] = ()  # why the spec is not function-preserving (empty = it is)
+    maps: dict[str, "HeadMap"] = field(default_factory=dict)  # within-head float maps by name
+    map_axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> per axis None | ((map, role) | None per segment)
 
     @property
     def function_preserving(self) -> bool:
@@ -139,7 +149,8 @@ class PermutationSpec:
         keep = set(keys)
         axes = {k: v for k, v in self.axes.items() if k in keep}
         breaks = tuple(b for b in self.breaks if b != OFFICIAL_DECODER or any(k in keep for k in self.info["lm_keys"]))
-        return PermutationSpec(self.groups, axes, dict(self.info), self.output_group, breaks)
+        map_axes = {k: v for k, v in self.map_axes.items() if k in keep}
+        return PermutationSpec(self.groups, axes, dict(self.info), self.output_group, breaks, self.maps, map_axes)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,58 @@ class Fused:
     """An axis made of equal segments, each permuted by its own group (None = not permuted)."""
 
     segments: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class HeadMap:
+    """Per-head float maps of layer ``layer``, a tensor [heads, head_dim, head_dim] in the perms: ``kind``
+    ``qk`` (R: q → q R, k → k R⁻ᵀ) or ``vo`` (S: v → v S, the output projection's head inputs by S⁻ᵀ),
+    row-vector features, at A's head positions (after the head permutation)."""
+
+    name: str
+    kind: str
+    layer: int
+    heads: int
+    head_dim: int
+
+
+MAP_KINDS = {"q": "qk", "k": "qk", "v": "vo", "o": "vo"}
+_TABLE_ROLE = {"q": "qk", "k": "qk", "v": "attn", "o": "attn", "qkv": "qkv"}
+RESIDUAL_MAPS = ("permutation", "orthogonal")
+
+
+def _head_maps(family: Family, prefix: str, n_layers: int, heads: int, head_dim: int) -> tuple[dict[str, HeadMap], dict[str, tuple[Any, ...]]]:
+    """The within-head maps of every layer and the axes they act on, from the family's ``within_head``."""
+    maps: dict[str, HeadMap] = {}
+    map_axes: dict[str, tuple[Any, ...]] = {}
+    for name, roles in family.within_head.items():
+        table = family.layer_params.get(name)
+        if table is None or len(table) != len(roles) or any(r is not None and _TABLE_ROLE.get(r) != t for r, t in zip(roles, table)):
+            raise TxmergeError(f"family {family.name}: within_head entry {name!r} {roles} does not match the attention "
+                               f"roles of its layer_params ({table}); fix the table.")
+        for layer in range(n_layers):
+            slots = {r: (f"map.{MAP_KINDS[r]}.{layer}", r) for r in MAP_KINDS}
+            for map_name, role in slots.values():
+                maps.setdefault(map_name, HeadMap(map_name, MAP_KINDS[role], layer, heads, head_dim))
+            map_axes[prefix + family.layer.format(l=layer) + name] = tuple(
+                None if r is None else tuple(slots[x] for x in (("q", "k", "v") if r == "qkv" else (r,))) for r in roles)
+    return dict(sorted(maps.items(), key=lambda kv: (kv[1].layer, kv[1].kind))), map_axes
+
+
+def check_residual_map(config_or_model: Any, kind: str) -> None:
+    """Refuse a residual map that cannot keep the family's function: only permutations commute with
+    LayerNorm's mean, variance and per-unit affine (an orthogonal map would need LayerNorm rewritten)."""
+    _choice("residual map", kind, RESIDUAL_MAPS)
+    if kind == "permutation":
+        return
+    family = family_of(config_or_model)
+    if family.layer_norm == "post":
+        raise TxmergeError(f"an orthogonal residual map cannot keep the function of post-LayerNorm {family.name}, whose "
+                           "LayerNorms put a per-unit gain and bias on the residual stream itself; align the residual "
+                           "with a permutation (residual 'first', 'last' or 'all').")
+    raise TxmergeError(f"an orthogonal residual map for pre-LayerNorm {family.name} needs its LayerNorms rewritten as "
+                       "RMSNorm with the gains folded into the next layers, which txmerge does not do; align the "
+                       "residual with a permutation (residual 'first', 'last' or 'all').")
 
 
 OFFICIAL_DECODER = "the official tied-decoder handling permutes the decoder twice"
@@ -328,7 +391,8 @@ def model_spec(
         breaks.append(OFFICIAL_DECODER)
     info = dict(family=family.name, prefix=prefix, heads_per_group=heads_per_group, separate_qk=separate_qk,
                 residual=residual, tied_decoder=tied_decoder, include=include, n_layers=n_layers, lm_keys=tuple(lm or ()))
-    spec = PermutationSpec(groups, axes, info, res(f"res.{n_layers - 1}.ff"), tuple(breaks))
+    maps, map_axes = _head_maps(family, prefix, n_layers, h, hd)
+    spec = PermutationSpec(groups, axes, info, res(f"res.{n_layers - 1}.ff"), tuple(breaks), maps, map_axes)
     if config_or_model is not config:
         keys = list(config_or_model.state_dict().keys())
         unknown = [k for k in keys if k not in axes]

@@ -20,6 +20,12 @@ ATTENTION_BLOCK = {
     **linear("intermediate.dense", "ff", "mid"), **linear("output.dense", "out", "ff"), **norm("output.LayerNorm", "out"),
 }
 
+#: The within-head maps' axes: query / key / value outputs and the output projection's head inputs.
+WITHIN_HEAD = {
+    **linear("attention.self.query", "q", None), **linear("attention.self.key", "k", None),
+    **linear("attention.self.value", "v", None), "attention.output.dense.weight": (None, "o"),
+}
+
 NODES = {
     "emb": (("embeddings.LayerNorm", "post", None),),
     "attn": (("{layer}attention.output.dense", "pre", None),),
@@ -53,6 +59,8 @@ FAMILY = Family(
     layer="encoder.layer.{l}.",
     layer_params=ATTENTION_BLOCK,
     nodes=NODES,
+    within_head=WITHIN_HEAD,
+    layer_norm="post",
     heads={**linear("{base}pooler.dense", None, "last"), **linear("classifier", None, None),
            **linear("cls.seq_relationship", None, None)},
     lm_head_module="cls.predictions",

@@ -26,6 +26,9 @@ FAMILY = Family(
         "out": (("{layer}output_layer_norm", "post", None),),
         "qk": (("{layer}attention.q_lin", "post", None), ("{layer}attention.k_lin", "post", None)),
     },
+    within_head={**linear("attention.q_lin", "q", None), **linear("attention.k_lin", "k", None),
+                 **linear("attention.v_lin", "v", None), "attention.out_lin.weight": (None, "o")},
+    layer_norm="post",
     heads={**linear("pre_classifier", None, "last"), **linear("classifier", None, None)},
     lm_head=mlm_head("vocab_transform", "vocab_layer_norm", "vocab_projector.weight", ("vocab_projector.bias",)),
 )

@@ -34,6 +34,8 @@ FAMILY = Family(
         "out": (("{layer}", "post", None),),  # the block's output stream
         "qk": (("{layer}attn.c_attn", "post", (0, 3)), ("{layer}attn.c_attn", "post", (1, 3))),
     },
+    within_head={**conv1d("attn.c_attn", None, "qkv"), "attn.c_proj.weight": ("o", None)},
+    layer_norm="pre",
     final=norm("ln_f", "last"),
     heads={"score.weight": (None, "last")},
     lm_head={"correct": {"lm_head.weight": (None, "last")}},

@@ -262,13 +262,23 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    import shutil
+
+    from txmerge.base.cache import results_dir
     from txmerge.zoo import tiny as zoo
 
     if args.zoo_cmd == "train":
-        overrides = {k: v for k, v in (("steps", args.steps), ("threads", args.threads)) if v is not None}
+        overrides = {k: v for k, v in (("steps", args.steps), ("threads", args.threads), ("hidden_size", args.hidden_size),
+                                       ("intermediate_size", args.intermediate_size)) if v is not None}
         recipe = zoo.TinyRecipe(**overrides)
         root = Path(args.out) if args.out else None
-        entry = zoo.train_seed(args.seed, recipe, out_root=root)
+        work = None
+        if root is not None and root.resolve() != zoo.checkpoint_path(0).parent.resolve():
+            work = results_dir() / "zoo-train" / root.name  # its own checkpoints: never resume another zoo's seed
+            tokenizer = zoo.tokenizer_dir(root)
+            if not (tokenizer / "tokenizer.json").exists():  # the same tokenizer as the tiny zoo
+                shutil.copytree(zoo.tokenizer_dir(), tokenizer, dirs_exist_ok=True)
+        entry = zoo.train_seed(args.seed, recipe, out_root=root, work_root=work)
         zoo.write_manifest(root)
         print(f"seed {args.seed}: held-out MLM loss {entry['final_heldout_loss']:.3f} after {entry['steps']} steps ({entry['wall_seconds']:.0f} s)")
     elif args.zoo_cmd == "manifest":
@@ -365,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, required=True)
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: the recipe's, 1)")
-    t.add_argument("--out", help="zoo folder (default zoo/tiny; its tokenizer/ is used)")
+    t.add_argument("--hidden-size", type=int, default=None, help="residual width (default: the recipe's, 128)")
+    t.add_argument("--intermediate-size", type=int, default=None, help="FF width (default: the recipe's, 512)")
+    t.add_argument("--out", help="zoo folder (default zoo/tiny; its tokenizer/ is used, copied from zoo/tiny if absent)")
     mf = zs.add_parser("manifest", help="rewrite the zoo's MANIFEST.json")
     mf.add_argument("--out", help="zoo folder (default zoo/tiny)")
     zs.add_parser("tokenizer", help="retrain the WordPiece tokenizer")

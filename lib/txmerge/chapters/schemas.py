@@ -28,7 +28,7 @@ class CommonParams(BaseModel):
 
 
 # ---- the paper's chapters ------------------------------------------------------------------------
-TINY_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8]]  # the MLM chapters: disjoint pairs, so that they are independent
+TINY_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]  # the MLM chapters: disjoint pairs, so that they are independent
 GLUE_PAIRS = [[1, 2], [1, 3], [2, 3]]  # the tiny zoo's fine-tunes are of seeds 1-3: pairs share seeds (undecided)
 TASK_NAMES = Literal["stsb", "sst2", "qnli", "mrpc", "mnli", "qqp", "cola", "rte"]
 
@@ -43,7 +43,7 @@ def _check_pairs(pairs: list[list[int]], preset: str) -> None:
 class ModelsDataParams(CommonParams):
     """01_models_and_data: the zoo (training curves, sizes) and the texts and tasks."""
 
-    seeds: list[int] = Field([1, 2, 3, 4, 5, 6, 7, 8], min_length=1, description="zoo seeds to describe")
+    seeds: list[int] = Field([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], min_length=1, description="zoo seeds to describe")
 
 
 class MLMParams(CommonParams):

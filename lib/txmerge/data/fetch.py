@@ -62,8 +62,9 @@ def fetch(name: str) -> Path:
     from filelock import FileLock
 
     folder = download_dir() / name
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")):  # two processes (test workers, chapters) download it once
+    locks = download_dir() / ".locks"  # beside the source's folder, which a failed download leaves empty
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{name}.lock")):  # two processes (test workers, chapters) download it once
         return _fetch_unlocked(name, folder)
 
 

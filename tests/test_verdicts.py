@@ -148,7 +148,7 @@ def test_the_interval_is_the_90_percent_t_interval_of_the_relative_effect():
     lo, hi = d.relative_interval
     assert d.relative == pytest.approx(diff.mean() / 2.0)
     assert (lo, hi) == pytest.approx((diff.mean() / 2.0 - half / 2.0, diff.mean() / 2.0 + half / 2.0))
-    assert d.estimate().startswith(f"{d.relative:+.0%}") and d.independent
+    assert d.estimate().startswith(f"{round(d.relative * 100):+d} % [") and d.independent
 
 
 def test_pairs_sharing_a_seed_are_undecided_whatever_the_numbers():

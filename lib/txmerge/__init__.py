@@ -7,11 +7,11 @@ The layers, bottom to top; a module imports only from its own layer or those bel
 |---|---|---|
 | ``base`` | ``errors``, ``presets``, ``cache`` + ``codehash``, ``hub``, ``precision`` | one-sentence errors, preset names, locations, the result cache keyed by inputs and the code they import, the Hugging Face caches, devices and autocast |
 | ``families`` | one table per family | BERT, RoBERTa, DistilBERT, GPT-2 as data, discovered by ``core.spec`` |
-| ``core`` | ``spec``, ``features``, ``permute``, ``interpolate``, ``evaluate``, ``models`` | the permutation spec of a model, pair statistics and the hooks that collect them, applying and verifying maps, the λ path, losses, loading checkpoints |
+| ``core`` | ``spec`` + ``headmaps``, ``features``, ``permute``, ``interpolate``, ``evaluate``, ``models`` | the permutation spec of a model, pair statistics and the hooks that collect them, applying and verifying maps, the λ path, losses, loading checkpoints |
 | ``data`` | ``corpora``, ``tasks``, ``blocks``, ``fetch`` | texts, task analogues, evaluation blocks and tokenised batches, pinned archives |
 | ``methods`` | ``method``, ``registry``, ``matchers/*``, ``align`` | what to align and the named methods, the registered matchers (one file each), ``align_pair`` |
 | ``zoo`` | ``tiny``, ``finetune``, ``multiberts`` | the committed tiny-BERT zoo, its GLUE fine-tunes, the paper's MultiBERTs ids |
-| ``experiments`` | ``pipeline``, ``along_training``, ``claims``, ``verdicts``, ``estimates``, ``paper`` | cached experiments over seed pairs, the paper's numbers, claims, the verdict rule and the estimates table (effect, 90 % interval, pairs, the paper's effect) |
+| ``experiments`` | ``pipeline``, ``results``, ``along_training``, ``claims``, ``verdicts``, ``estimates``, ``paper`` | cached experiments over seed pairs, the paper's numbers, claims, the verdict rule and the estimates table (effect, 90 % interval, pairs, the paper's effect) |
 | ``chapters`` | ``start``, ``params``, ``schemas``, ``plan``, ``prefetch``, ``provenance``, ``plots`` | what the notebooks call |
 | face | ``cli``, ``__main__`` | ``txmerge align | merge | curve | prefetch | zoo`` |
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from txmerge.base.errors import TxmergeError
 from txmerge.base.presets import PRESETS
 from txmerge.core.spec import COMPONENTS, RESIDUAL_MODES, TIED_DECODER_MODES
+from txmerge.data.blocks import limit_tokens, read_passages
 from txmerge.methods.method import HEAD_MODES, RESIDUAL_STRATEGIES
 from txmerge.methods.registry import matchers
 
@@ -47,28 +48,6 @@ def _method(args: argparse.Namespace):
     return MergeMethod(ff="ff" in comps, attn="attn" in comps, residual=residual, heads=args.heads,
                        separate_qk=args.separate_qk, absolute=args.absolute, tied_decoder=args.tied_decoder,
                        matcher=args.matcher)
-
-
-def _read_lines(path: str) -> list[str]:
-    p = Path(path)
-    if not p.exists():
-        raise TxmergeError(f"Text file {path} does not exist; pass a UTF-8 file with one passage per line.")
-    lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
-        raise TxmergeError(f"Text file {path} holds no text; pass a file with one passage per line.")
-    return lines
-
-
-def _limit_tokens(batches, max_tokens: int | None):
-    if max_tokens is None:
-        return list(batches)
-    out, seen = [], 0
-    for b in batches:
-        out.append(b)
-        seen += int(b["attention_mask"].sum())
-        if seen >= max_tokens:
-            break
-    return out
 
 
 def _tokenizer(model_ref: str, model, explicit: str | None):
@@ -127,14 +106,14 @@ def _aligned(args: argparse.Namespace, method, model_a, model_b, tokenizer):
         return align_pair(model_a, model_b, method, {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
                           progress=not args.quiet)
     if args.text:
-        texts = _read_lines(args.text)
+        texts = read_passages(args.text)
     else:
         from txmerge.core.spec import family_of
 
         if family_of(model_a).name != "bert":
             raise TxmergeError("The presets' correlation texts are for the BERT zoo; pass --text (one passage per line).")
         texts = data.correlation_text(args.preset, seed=args.seed)["text"]
-    batches = _limit_tokens(data.text_batches(texts, tokenizer, batch_size=args.batch_size, max_length=_seq_len(model_a)),
+    batches = limit_tokens(data.text_batches(texts, tokenizer, batch_size=args.batch_size, max_length=_seq_len(model_a)),
                             args.max_tokens)
     probe = {k: v[:8] for k, v in batches[0].items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     return align_pair(model_a, model_b, method, probe, batches=batches, progress=not args.quiet)
@@ -158,7 +137,7 @@ def _evaluator(args: argparse.Namespace, model, tokenizer, text: str | None):
         regression = any(isinstance(v, float) and not float(v).is_integer() for v in ds["label"])
         batches = list(data.task_batches(ds, tokenizer, batch_size=32, max_length=_seq_len(model)))
         return "task loss", lambda m: task_loss(m, batches, regression)
-    lines = _read_lines(text) if text else data.mlm_eval_text(args.preset)["text"]
+    lines = read_passages(text) if text else data.mlm_eval_text(args.preset)["text"]
     if kind == "clm":
         blocks = data.token_blocks(lines, tokenizer, _seq_len(model), args.eval_blocks, sample_seed=args.seed)
         import torch

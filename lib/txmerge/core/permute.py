@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from txmerge.base.errors import TxmergeError
+from txmerge.core.headmaps import HeadMap
 from txmerge.core.models import model_inputs
-from txmerge.core.spec import Fused, HeadMap, PermutationSpec, _entry_groups
+from txmerge.core.spec import Fused, PermutationSpec, _entry_groups
 
 Perms = dict[str, torch.Tensor]
 MAX_CONDITION = 1e8  # a within-head map worse conditioned than this is refused as not invertible

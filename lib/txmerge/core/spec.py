@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
 from txmerge.base.errors import TxmergeError
+from txmerge.core.headmaps import HeadMap, head_maps
 
 AxisEntry = str | tuple[str, ...] | None
 Roles = tuple[Any, ...]
@@ -125,7 +126,7 @@ class PermutationSpec:
     info: dict[str, Any] = field(default_factory=dict)
     output_group: str | None = None  # the group of the base model's output (last hidden state)
     breaks: tuple[str, ...] = ()  # why the spec is not function-preserving (empty = it is)
-    maps: dict[str, "HeadMap"] = field(default_factory=dict)  # within-head float maps by name
+    maps: dict[str, HeadMap] = field(default_factory=dict)  # within-head float maps by name
     map_axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # key -> per axis None | ((map, role) | None per segment)
 
     @property
@@ -160,40 +161,7 @@ class Fused:
     segments: tuple[str | None, ...]
 
 
-@dataclass(frozen=True)
-class HeadMap:
-    """Per-head float maps of layer ``layer``, a tensor [heads, head_dim, head_dim] in the perms: ``kind``
-    ``qk`` (R: q → q R, k → k R⁻ᵀ) or ``vo`` (S: v → v S, the output projection's head inputs by S⁻ᵀ),
-    row-vector features, at A's head positions (after the head permutation)."""
-
-    name: str
-    kind: str
-    layer: int
-    heads: int
-    head_dim: int
-
-
-MAP_KINDS = {"q": "qk", "k": "qk", "v": "vo", "o": "vo"}
-_TABLE_ROLE = {"q": "qk", "k": "qk", "v": "attn", "o": "attn", "qkv": "qkv"}
 RESIDUAL_MAPS = ("permutation", "orthogonal")
-
-
-def _head_maps(family: Family, prefix: str, n_layers: int, heads: int, head_dim: int) -> tuple[dict[str, HeadMap], dict[str, tuple[Any, ...]]]:
-    """The within-head maps of every layer and the axes they act on, from the family's ``within_head``."""
-    maps: dict[str, HeadMap] = {}
-    map_axes: dict[str, tuple[Any, ...]] = {}
-    for name, roles in family.within_head.items():
-        table = family.layer_params.get(name)
-        if table is None or len(table) != len(roles) or any(r is not None and _TABLE_ROLE.get(r) != t for r, t in zip(roles, table)):
-            raise TxmergeError(f"family {family.name}: within_head entry {name!r} {roles} does not match the attention "
-                               f"roles of its layer_params ({table}); fix the table.")
-        for layer in range(n_layers):
-            slots = {r: (f"map.{MAP_KINDS[r]}.{layer}", r) for r in MAP_KINDS}
-            for map_name, role in slots.values():
-                maps.setdefault(map_name, HeadMap(map_name, MAP_KINDS[role], layer, heads, head_dim))
-            map_axes[prefix + family.layer.format(l=layer) + name] = tuple(
-                None if r is None else tuple(slots[x] for x in (("q", "k", "v") if r == "qkv" else (r,))) for r in roles)
-    return dict(sorted(maps.items(), key=lambda kv: (kv[1].layer, kv[1].kind))), map_axes
 
 
 def check_residual_map(config_or_model: Any, kind: str) -> None:
@@ -391,7 +359,7 @@ def model_spec(
         breaks.append(OFFICIAL_DECODER)
     info = dict(family=family.name, prefix=prefix, heads_per_group=heads_per_group, separate_qk=separate_qk,
                 residual=residual, tied_decoder=tied_decoder, include=include, n_layers=n_layers, lm_keys=tuple(lm or ()))
-    maps, map_axes = _head_maps(family, prefix, n_layers, h, hd)
+    maps, map_axes = head_maps(family, prefix, n_layers, h, hd)
     spec = PermutationSpec(groups, axes, info, res(f"res.{n_layers - 1}.ff"), tuple(breaks), maps, map_axes)
     if config_or_model is not config:
         keys = list(config_or_model.state_dict().keys())

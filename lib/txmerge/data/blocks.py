@@ -7,6 +7,7 @@ seeded random sample of the remaining blocks. Without articles it is a plain see
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -166,3 +167,27 @@ def mlm_eval_set(
     gen = torch.Generator().manual_seed(seed)
     input_ids, labels = mask_tokens(blocks, tokenizer, mlm_probability, gen)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": torch.ones_like(blocks)}
+
+
+def read_passages(path: str) -> list[str]:
+    """The non-empty lines of the UTF-8 file ``path`` (one passage per line), or one sentence on what to pass."""
+    p = Path(path)
+    if not p.exists():
+        raise TxmergeError(f"Text file {path} does not exist; pass a UTF-8 file with one passage per line.")
+    lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise TxmergeError(f"Text file {path} holds no text; pass a file with one passage per line.")
+    return lines
+
+
+def limit_tokens(batches, max_tokens: int | None) -> list:
+    """The first ``batches`` that hold at least ``max_tokens`` real tokens (all of them for None)."""
+    if max_tokens is None:
+        return list(batches)
+    out, seen = [], 0
+    for b in batches:
+        out.append(b)
+        seen += int(b["attention_mask"].sum())
+        if seen >= max_tokens:
+            break
+    return out

@@ -30,6 +30,7 @@ from txmerge.base.cache import atomic_write_bytes
 from txmerge.base.errors import TxmergeError
 from txmerge.experiments import paper
 from txmerge.experiments.claims import Claim
+from txmerge.experiments.verdicts import effect_text
 
 #: the chapters whose comparisons the results page shows, in its order
 BOOK_CHAPTERS = ("02_ffn_attention", "03_attention_heads", "04_residual", "05_data_amount", "06_glue")
@@ -104,21 +105,13 @@ def check_estimates(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _points(x: float) -> str:
-    """A fraction in signed whole percent points, never "-0"."""
-    v = int(round(x * 100))
-    return f"{v:+d}" if v else "0"
-
-
 def _pct(x: float) -> str:
-    return f"{_points(x)} %"
+    return effect_text(x, np.nan, np.nan, 1).replace(" (one pair)", "")
 
 
 def estimate_text(row: Mapping) -> str:
     """``+12 % [+5, +19]`` (one pair: no interval); a trailing † marks pairs that share seeds."""
-    text = (f"{_pct(row['estimate'])} [{_points(row['low'])}, {_points(row['high'])}]" if row["pairs"] > 1
-            else f"{_pct(row['estimate'])} (one pair)")
-    return text + ("" if row["independent"] else " †")
+    return effect_text(row["estimate"], row["low"], row["high"], row["pairs"]) + ("" if row["independent"] else " †")
 
 
 def compact_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -65,10 +65,7 @@ class Decision:
 
     def estimate(self) -> str:
         """The relative effect and its interval in a few words, e.g. ``+12 % [+5, +19]``."""
-        lo, hi = self.relative_interval
-        if not np.isfinite(lo):
-            return f"{self.relative:+.0%} (one pair)"
-        return f"{self.relative:+.0%} [{lo * 100:+.0f}, {hi * 100:+.0f}]"
+        return effect_text(self.relative, *self.relative_interval, self.pairs)
 
     def __str__(self) -> str:
         if self.pairs < 2:
@@ -77,6 +74,19 @@ class Decision:
         shared = "; the pairs share seeds, so they are not independent" if not self.independent else ""
         return (f"{self.verdict} (difference {self.mean_diff:+.3f} ± {self.se:.3f}, {self.estimate()} % of the scale "
                 f"at 90 %, threshold {self.threshold:.3f}, p = {self.p_value:.2g}, {self.pairs} pairs{need}{shared})")
+
+
+def _points(x: float) -> str:
+    """A fraction in signed whole percent points, never "-0"."""
+    v = int(round(x * 100))
+    return f"{v:+d}" if v else "0"
+
+
+def effect_text(relative: float, low: float, high: float, pairs: int) -> str:
+    """A relative effect and its 90 % interval in a few words: ``+12 % [+5, +19]`` (one pair: no interval)."""
+    if pairs < 2 or not np.isfinite(low):
+        return f"{_points(relative)} % (one pair)"
+    return f"{_points(relative)} % [{_points(low)}, {_points(high)}]"
 
 
 def _values(values, name: str) -> np.ndarray:
